@@ -1,0 +1,244 @@
+//! Attention: multi-head scaled-dot-product attention through Burn's fused op, a plain reference
+//! implementation for tests, and **temporal window attention** for long sequences.
+//!
+//! ## Temporal windows (paper §2, Swin over time)
+//! Every token carries a time index in frames of the main (VAE-latent) grid. A layer with window
+//! length `T_w` groups tokens into windows of `T_w` consecutive frames: all spatial tokens of those
+//! frames plus any extra tokens (e.g. semantic tokens) assigned to that time span. Odd layers
+//! shift the window boundaries by `T_w/2`, so window `k` covers frames `[k·T_w − T_w/2,
+//! (k+1)·T_w − T_w/2)`.
+//!
+//! Ends are handled without wrap-around: the first and last windows may be partial (shorter).
+//! When `T_w ≥ T` (the number of frames) there is a single window and no shift (as in Swin,
+//! where the shift is disabled once the window covers the input), so the layer is exactly full
+//! attention.
+//!
+//! The computation is batched dense attention over re-blocked tensors, with no per-token mask:
+//! tokens are gathered window by window, windows with the same token count are stacked along the
+//! batch axis and run through one fused attention call, and the results are scattered back.
+//! Memory is O(N·window) instead of O(N²).
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention as fused_attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+/// Scaled-dot-product attention on `[B, H, N, D]` tensors with scale `1/√D`, through Burn's fused
+/// attention op (flash attention on the CubeCL backends).
+pub fn sdpa<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    fused_attention(q, k, v, None, None, AttentionModuleOptions::default())
+}
+
+/// Like [`sdpa`] with an additive bias on the scores and a custom scale (umT5 uses scale 1 and
+/// a relative-position bias).
+pub fn sdpa_with_bias<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+    scale: Option<f64>,
+) -> Tensor<B, 4> {
+    let options = AttentionModuleOptions {
+        scale,
+        ..Default::default()
+    };
+    fused_attention(q, k, v, None, bias, options)
+}
+
+/// The plain reference: `softmax(QKᵀ/√D + bias)·V` with an optional boolean mask (true = masked
+/// out). Materialises the full score matrix; used by tests to check the fused and windowed paths.
+pub fn reference_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+) -> Tensor<B, 4> {
+    let d = q.dims()[3] as f64;
+    let mut scores = q.matmul(k.swap_dims(2, 3)) / d.sqrt();
+    if let Some(m) = mask {
+        scores = scores.mask_fill(m, f32::NEG_INFINITY);
+    }
+    softmax(scores, 3).matmul(v)
+}
+
+/// How a layer's self-attention sees the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AttentionMode {
+    /// Every token attends to every token.
+    Full,
+    /// Temporal windows of `frames` frames; shifted by `frames/2` when `shifted`.
+    Window { frames: usize, shifted: bool },
+}
+
+/// Window id of a token at frame `t`: `⌊(t + shift)/T_w⌋`.
+fn window_of(t: usize, frames: usize, shift: usize) -> usize {
+    (t + shift) / frames
+}
+
+/// A precomputed re-blocking of a token sequence into temporal windows.
+///
+/// Built once per (layout, mode) on the host; applying it is a gather, batched attention per
+/// group of equal-size windows, and a scatter.
+#[derive(Debug, Clone)]
+pub struct WindowPlan {
+    /// Groups of windows with the same token count: (window length, token indices window-major).
+    groups: Vec<(usize, Vec<usize>)>,
+    /// Position in the concatenated group output of each original token.
+    inverse: Vec<usize>,
+    /// Window id of every token (for inspection and tests).
+    window_ids: Vec<usize>,
+}
+
+impl WindowPlan {
+    /// Plans windows for tokens with the given frame indices. `num_frames` is the length `T` of
+    /// the main grid in frames (every time index must be `< num_frames`).
+    pub fn new(token_frames: &[usize], num_frames: usize, mode: AttentionMode) -> Self {
+        let (frames, shift) = match mode {
+            AttentionMode::Full => (usize::MAX, 0),
+            AttentionMode::Window { frames, .. } if frames >= num_frames => (usize::MAX, 0),
+            AttentionMode::Window { frames, shifted } => {
+                let frames = frames.max(1);
+                (frames, if shifted { frames / 2 } else { 0 })
+            }
+        };
+        let window_ids: Vec<usize> = token_frames
+            .iter()
+            .map(|&t| if frames == usize::MAX { 0 } else { window_of(t, frames, shift) })
+            .collect();
+        let n_windows = window_ids.iter().copied().max().map_or(0, |m| m + 1);
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_windows];
+        for (i, &w) in window_ids.iter().enumerate() {
+            members[w].push(i);
+        }
+        // Group windows by size, keeping window order inside each group.
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for m in members.into_iter().filter(|m| !m.is_empty()) {
+            match groups.iter_mut().find(|(len, _)| *len == m.len()) {
+                Some((_, idx)) => idx.extend(m),
+                None => groups.push((m.len(), m)),
+            }
+        }
+        let mut inverse = vec![0; token_frames.len()];
+        let mut pos = 0;
+        for (_, idx) in &groups {
+            for &i in idx {
+                inverse[i] = pos;
+                pos += 1;
+            }
+        }
+        Self {
+            groups,
+            inverse,
+            window_ids,
+        }
+    }
+
+    /// Window id of each token.
+    pub fn window_ids(&self) -> &[usize] {
+        &self.window_ids
+    }
+
+    /// Number of windows.
+    pub fn num_windows(&self) -> usize {
+        self.groups.iter().map(|(len, idx)| idx.len() / len).sum()
+    }
+
+    /// True if the plan is a single window holding every token (plain full attention).
+    pub fn is_full(&self) -> bool {
+        self.groups.len() == 1 && self.groups[0].1.len() == self.groups[0].0
+    }
+
+    /// Boolean mask `[N, N]` (true = may attend) equivalent to this plan; for tests.
+    pub fn allowed(&self, i: usize, j: usize) -> bool {
+        self.window_ids[i] == self.window_ids[j]
+    }
+
+    /// Windowed attention on `[B, H, N, D]` tensors.
+    pub fn attend<B: Backend>(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+        if self.is_full() {
+            return sdpa(q, k, v);
+        }
+        let [b, h, _, d] = q.dims();
+        let device = q.device();
+        let mut outs = Vec::with_capacity(self.groups.len());
+        for (len, idx) in &self.groups {
+            let nw = idx.len() / len;
+            let index = index_tensor::<B>(idx, &device);
+            let block = |x: &Tensor<B, 4>| {
+                x.clone()
+                    .select(2, index.clone())
+                    .reshape([b, h, nw, *len, d])
+                    .swap_dims(1, 2)
+                    .reshape([b * nw, h, *len, d])
+            };
+            let o = sdpa(block(&q), block(&k), block(&v));
+            outs.push(
+                o.reshape([b, nw, h, *len, d])
+                    .swap_dims(1, 2)
+                    .reshape([b, h, nw * len, d]),
+            );
+        }
+        let cat = Tensor::cat(outs, 2);
+        cat.select(2, index_tensor::<B>(&self.inverse, &device))
+    }
+}
+
+/// An `Int` index tensor from host indices.
+pub fn index_tensor<B: Backend>(idx: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
+    let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(v, [idx.len()]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::{Distribution, Tolerance};
+    type TB = NdArray;
+
+    fn frames(t: usize, s: usize) -> Vec<usize> {
+        (0..t).flat_map(|f| std::iter::repeat(f).take(s)).collect()
+    }
+
+    #[test]
+    fn shifted_windows_are_offset_by_half() {
+        let f = frames(8, 1);
+        let even = WindowPlan::new(&f, 8, AttentionMode::Window { frames: 4, shifted: false });
+        let odd = WindowPlan::new(&f, 8, AttentionMode::Window { frames: 4, shifted: true });
+        assert_eq!(even.window_ids(), &[0, 0, 0, 0, 1, 1, 1, 1]);
+        assert_eq!(odd.window_ids(), &[0, 0, 1, 1, 1, 1, 2, 2]);
+        assert_eq!(odd.num_windows(), 3);
+    }
+
+    #[test]
+    fn window_covering_sequence_is_full_attention_even_when_shifted() {
+        let f = frames(5, 3);
+        for shifted in [false, true] {
+            let p = WindowPlan::new(&f, 5, AttentionMode::Window { frames: 5, shifted });
+            assert!(p.is_full());
+        }
+    }
+
+    #[test]
+    fn windowed_equals_masked_reference() {
+        let d = Default::default();
+        // 7 frames x 3 tokens + 4 extra tokens at frames 0, 2, 4, 6.
+        let mut f = frames(7, 3);
+        f.extend([0, 2, 4, 6]);
+        let n = f.len();
+        for shifted in [false, true] {
+            let plan = WindowPlan::new(&f, 7, AttentionMode::Window { frames: 3, shifted });
+            let q = Tensor::<TB, 4>::random([2, 2, n, 8], Distribution::Normal(0.0, 1.0), &d);
+            let k = Tensor::<TB, 4>::random([2, 2, n, 8], Distribution::Normal(0.0, 1.0), &d);
+            let v = Tensor::<TB, 4>::random([2, 2, n, 8], Distribution::Normal(0.0, 1.0), &d);
+            let mask: Vec<bool> = (0..n * n).map(|x| !plan.allowed(x / n, x % n)).collect();
+            let mask = Tensor::<TB, 2, Bool>::from_data(TensorData::new(mask, [n, n]), &d)
+                .reshape([1, 1, n, n])
+                .expand([2, 2, n, n]);
+            let want = reference_attention(q.clone(), k.clone(), v.clone(), Some(mask));
+            let got = plan.attend(q, k, v);
+            got.into_data()
+                .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+        }
+    }
+}

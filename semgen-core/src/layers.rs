@@ -1,0 +1,223 @@
+//! Small shared layers: norms, activations, the sinusoidal timestep embedding and adaLN helpers.
+//!
+//! Parameter fields are named after the upstream checkpoint keys (`weight`, `bias`, `gamma`) so
+//! that weights load without renaming.
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::activation;
+
+// ---------------------------------------------------------------------------------------------
+// Norms
+// ---------------------------------------------------------------------------------------------
+
+/// LayerNorm over the last dimension without affine parameters (Wan's `FP32LayerNorm(...,
+/// elementwise_affine=False)`): `(x - mean) / sqrt(var + eps)`, biased variance.
+pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let (var, mean) = x.clone().var_mean_bias(D - 1);
+    (x - mean) / (var + eps).sqrt()
+}
+
+/// RMS normalisation over the last dimension without a gain: `x / sqrt(mean(x²) + eps)`.
+pub fn rms_normalize<B: Backend, const D: usize>(x: Tensor<B, D>, eps: f64) -> Tensor<B, D> {
+    let ms = x.clone().powf_scalar(2.0).mean_dim(D - 1);
+    x / (ms + eps).sqrt()
+}
+
+/// Wan-VAE channel L2 norm (`WanRMS_norm`): `x / max(‖x‖₂, 1e-12) · √C · γ`, normalising over
+/// dimension `dim` (the channel axis). The epsilon is a floor on the norm, not inside the sqrt.
+/// `gamma` must broadcast against `x` (e.g. `[C, 1, 1, 1]` for `[B, C, T, H, W]`).
+pub fn channel_l2_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    dim: usize,
+    gamma: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let c = x.dims()[dim] as f64;
+    let norm = x.clone().powf_scalar(2.0).sum_dim(dim).sqrt().clamp_min(1e-12);
+    x / norm * c.sqrt() * gamma
+}
+
+/// RMSNorm with a learned gain named `weight` (torch `nn.RMSNorm`, T5/Qwen RMSNorm).
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+/// Configuration of [`RmsNorm`].
+#[derive(Config, Debug)]
+pub struct RmsNormConfig {
+    pub dim: usize,
+    #[config(default = 1e-6)]
+    pub eps: f64,
+}
+
+impl RmsNormConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> RmsNorm<B> {
+        RmsNorm {
+            weight: Param::from_tensor(Tensor::ones([self.dim], device)),
+            eps: self.eps,
+        }
+    }
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        rms_normalize(x, self.eps) * self.weight.val().unsqueeze()
+    }
+}
+
+/// LayerNorm with affine `weight` and `bias` (torch naming, so upstream keys load as they are).
+#[derive(Module, Debug)]
+pub struct AffineLayerNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub bias: Param<Tensor<B, 1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+/// Configuration of [`AffineLayerNorm`].
+#[derive(Config, Debug)]
+pub struct AffineLayerNormConfig {
+    pub dim: usize,
+    #[config(default = 1e-6)]
+    pub eps: f64,
+}
+
+impl AffineLayerNormConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> AffineLayerNorm<B> {
+        AffineLayerNorm {
+            weight: Param::from_tensor(Tensor::ones([self.dim], device)),
+            bias: Param::from_tensor(Tensor::zeros([self.dim], device)),
+            eps: self.eps,
+        }
+    }
+}
+
+impl<B: Backend> AffineLayerNorm<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        layer_norm(x, self.eps) * self.weight.val().unsqueeze() + self.bias.val().unsqueeze()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+// ---------------------------------------------------------------------------------------------
+
+/// GELU with the tanh approximation (torch `gelu(approximate="tanh")`, T5's `gelu_new`).
+pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    activation::gelu_approximate(x)
+}
+
+/// Exact GELU through erf (torch's default `nn.GELU()`).
+pub fn gelu_erf<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    activation::gelu(x)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timestep embedding and modulation
+// ---------------------------------------------------------------------------------------------
+
+/// Sinusoidal timestep embedding as diffusers' `Timesteps(dim, flip_sin_to_cos, shift)`:
+/// `f_i = exp(-ln(10000) · i / (dim/2 - shift))`, output `[cos(t·f), sin(t·f)]` when
+/// `flip_sin_to_cos` (Wan) and `[sin, cos]` otherwise. `timesteps` is `[B]`, output `[B, dim]`.
+pub fn timestep_embedding<B: Backend>(
+    timesteps: Tensor<B, 1>,
+    dim: usize,
+    flip_sin_to_cos: bool,
+    downscale_freq_shift: f64,
+) -> Tensor<B, 2> {
+    let half = dim / 2;
+    let device = timesteps.device();
+    // The exponent is computed in f64 on the host (as torch computes it in f32 from arange, the
+    // difference is below 1e-7 relative) so every backend sees identical frequencies.
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (-(10000f64.ln()) * i as f64 / (half as f64 - downscale_freq_shift)).exp() as f32)
+        .collect();
+    let freqs = Tensor::<B, 1>::from_floats(freqs.as_slice(), &device).unsqueeze::<2>();
+    let args = timesteps.unsqueeze_dim::<2>(1) * freqs;
+    let (a, b) = (args.clone().cos(), args.sin());
+    let emb = if flip_sin_to_cos {
+        Tensor::cat(vec![a, b], 1)
+    } else {
+        Tensor::cat(vec![b, a], 1)
+    };
+    if dim % 2 == 1 {
+        // diffusers zero-pads odd dimensions on the right.
+        let b = emb.dims()[0];
+        Tensor::cat(vec![emb, Tensor::zeros([b, 1], &device)], 1)
+    } else {
+        emb
+    }
+}
+
+/// adaLN modulation: `x · (1 + scale) + shift`, with `scale` and `shift` broadcast over tokens.
+pub fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 3>, scale: Tensor<B, 3>) -> Tensor<B, 3> {
+    x * (scale + 1.0) + shift
+}
+
+/// Splits a `[B, n·D]` or `[1, n, D]`-broadcastable modulation tensor into `n` chunks of
+/// `[B, 1, D]`, the shapes [`modulate`] expects.
+pub fn chunk_modulation<B: Backend>(table: Tensor<B, 3>, n: usize) -> Vec<Tensor<B, 3>> {
+    table.chunk(n, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    type TB = NdArray;
+
+    fn close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tol, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_formula() {
+        let d = Default::default();
+        let x = Tensor::<TB, 2>::from_floats([[1.0, 2.0, 3.0, 6.0]], &d);
+        let y = layer_norm(x, 0.0).into_data().to_vec::<f32>().unwrap();
+        // mean 3, var (4+1+0+9)/4 = 3.5
+        let s = 3.5f32.sqrt();
+        close(&y, &[-2.0 / s, -1.0 / s, 0.0, 3.0 / s], 1e-6);
+    }
+
+    #[test]
+    fn channel_l2_norm_floors_norm_not_variance() {
+        let d = Default::default();
+        // [B=1, C=2, 1 voxel]; norm of (3,4) = 5, times sqrt(2).
+        let x = Tensor::<TB, 3>::from_floats([[[3.0], [4.0]]], &d);
+        let g = Tensor::<TB, 3>::from_floats([[[1.0], [2.0]]], &d);
+        let y = channel_l2_norm(x, 1, g).into_data().to_vec::<f32>().unwrap();
+        let r = 2f32.sqrt();
+        close(&y, &[3.0 / 5.0 * r, 4.0 / 5.0 * r * 2.0], 1e-6);
+        // An all-zero voxel stays zero instead of dividing by zero.
+        let z = Tensor::<TB, 3>::zeros([1, 2, 1], &d);
+        let g = Tensor::<TB, 3>::ones([1, 2, 1], &d);
+        close(&channel_l2_norm(z, 1, g).into_data().to_vec::<f32>().unwrap(), &[0.0, 0.0], 0.0);
+    }
+
+    #[test]
+    fn gelu_variants_differ_as_expected() {
+        let d = Default::default();
+        let x = Tensor::<TB, 1>::from_floats([1.0], &d);
+        let t = gelu_tanh(x.clone()).into_scalar();
+        let e = gelu_erf(x).into_scalar();
+        assert!((e - 0.841_344_7).abs() < 1e-6, "erf gelu {e}");
+        assert!((t - 0.841_192).abs() < 1e-5, "tanh gelu {t}");
+    }
+
+    #[test]
+    fn timestep_embedding_flip_order() {
+        let d = Default::default();
+        let t = Tensor::<TB, 1>::from_floats([0.0, 1.0], &d);
+        let e = timestep_embedding(t, 4, true, 0.0).into_data().to_vec::<f32>().unwrap();
+        // freqs [1, 0.01]; t=0 -> cos=1, sin=0
+        close(&e[..4], &[1.0, 1.0, 0.0, 0.0], 1e-7);
+        close(&e[4..], &[1f32.cos(), 0.01f32.cos(), 1f32.sin(), 0.01f32.sin()], 1e-6);
+    }
+}

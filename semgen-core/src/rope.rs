@@ -1,0 +1,194 @@
+//! Rotary position embeddings.
+//!
+//! - [`Rope3d`]: Wan2.1's 3D RoPE. The head dimension is split into `[t | h | w]` parts
+//!   (`h = w = 2·(d/6)`, `t = d − 2h`, NOTES §4b), each axis with its own frequency table
+//!   `1/θ^(2j/axis_dim)`, and the rotation acts on **interleaved pairs** `(x[2i], x[2i+1])`.
+//!   Positions are real numbers, so extra tokens (semantic tokens) can sit at fractional grid
+//!   coordinates aligned with the VAE grid.
+//! - [`qwen_rope_2d`] / [`apply_rotate_half`]: Qwen2.5-VL vision's 2D (h, w) RoPE, applied with
+//!   `rotate_half` (non-interleaved halves).
+//!
+//! Angles are computed in f64 on the host, as upstream computes its tables in float64.
+
+use crate::ConfigError;
+use burn::prelude::*;
+
+/// Wan's split of a head dimension into `[t, h, w]` rotary axes: `h = w = 2·(d/6)`, `t = d − 2h`.
+pub fn wan_rope_axes(head_dim: usize) -> [usize; 3] {
+    let hw = 2 * (head_dim / 6);
+    [head_dim - 2 * hw, hw, hw]
+}
+
+/// Wan's 3D interleaved-pair RoPE with one frequency table per axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rope3d {
+    axes: [usize; 3],
+    theta: f64,
+}
+
+impl Rope3d {
+    /// Checks that every axis is even and the axes sum to the head dimension.
+    pub fn new(head_dim: usize, axes: [usize; 3], theta: f64) -> Result<Self, ConfigError> {
+        if axes.iter().sum::<usize>() != head_dim {
+            return Err(ConfigError::invalid(format!(
+                "RoPE axes {axes:?} sum to {}, but the head dimension is {head_dim}",
+                axes.iter().sum::<usize>()
+            )));
+        }
+        if axes.iter().any(|a| a % 2 != 0) {
+            return Err(ConfigError::invalid(format!("RoPE axes {axes:?} must all be even")));
+        }
+        if !(theta > 0.0) {
+            return Err(ConfigError::invalid(format!("RoPE theta must be positive, got {theta}")));
+        }
+        Ok(Self { axes, theta })
+    }
+
+    /// Wan2.1's default split of `head_dim` with θ = 10000.
+    pub fn wan(head_dim: usize) -> Result<Self, ConfigError> {
+        Self::new(head_dim, wan_rope_axes(head_dim), 10000.0)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.axes.iter().sum()
+    }
+
+    /// Angles for each token: `[N, head_dim/2]`, laid out `[t-angles | h-angles | w-angles]`.
+    pub fn angles(&self, positions: &[[f64; 3]]) -> Vec<f64> {
+        let half = self.head_dim() / 2;
+        let freqs: Vec<Vec<f64>> = self
+            .axes
+            .iter()
+            .map(|&a| {
+                (0..a / 2)
+                    .map(|j| 1.0 / self.theta.powf((2 * j) as f64 / a as f64))
+                    .collect()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(positions.len() * half);
+        for p in positions {
+            for (axis, f) in freqs.iter().enumerate() {
+                out.extend(f.iter().map(|fj| p[axis] * fj));
+            }
+        }
+        out
+    }
+
+    /// `(cos, sin)` tables of shape `[N, head_dim/2]` for the given token positions.
+    pub fn cos_sin<B: Backend>(
+        &self,
+        positions: &[[f64; 3]],
+        device: &B::Device,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let half = self.head_dim() / 2;
+        let angles = self.angles(positions);
+        let n = positions.len();
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos() as f32).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin() as f32).collect();
+        (
+            Tensor::from_data(TensorData::new(cos, [n, half]), device),
+            Tensor::from_data(TensorData::new(sin, [n, half]), device),
+        )
+    }
+}
+
+/// Token positions of a `(f, h, w)` grid in row-major order (Wan's token order).
+pub fn grid_positions(f: usize, h: usize, w: usize) -> Vec<[f64; 3]> {
+    let mut v = Vec::with_capacity(f * h * w);
+    for t in 0..f {
+        for y in 0..h {
+            for x in 0..w {
+                v.push([t as f64, y as f64, x as f64]);
+            }
+        }
+    }
+    v
+}
+
+/// Applies an interleaved-pair rotation: for each pair `(x[2i], x[2i+1])` and angle `a_i`,
+/// `(x0·cos − x1·sin, x0·sin + x1·cos)`. `x` is `[B, H, N, D]`, `cos`/`sin` are `[N, D/2]`.
+pub fn apply_interleaved<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Tensor<B, 4> {
+    let [b, h, n, d] = x.dims();
+    let pairs = x.reshape([b, h, n, d / 2, 2]);
+    let x0 = pairs.clone().narrow(4, 0, 1);
+    let x1 = pairs.narrow(4, 1, 1);
+    let c = cos.reshape([1, 1, n, d / 2, 1]);
+    let s = sin.reshape([1, 1, n, d / 2, 1]);
+    let r0 = x0.clone() * c.clone() - x1.clone() * s.clone();
+    let r1 = x0 * s + x1 * c;
+    Tensor::cat(vec![r0, r1], 4).reshape([b, h, n, d])
+}
+
+/// Qwen2.5-VL vision rotary angles: `inv_freq = 1/θ^(arange(0, d/2, 2)/(d/2))` (d/4 frequencies)
+/// and angles `[h·f, w·f]` per token, duplicated to `[a, a]` (length `head_dim`). Returns
+/// `(cos, sin)` of shape `[N, head_dim]`. `positions` are `(h, w)` patch coordinates.
+pub fn qwen_rope_2d<B: Backend>(
+    head_dim: usize,
+    theta: f64,
+    positions: &[[f64; 2]],
+    device: &B::Device,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let dim = head_dim / 2;
+    let inv: Vec<f64> = (0..dim)
+        .step_by(2)
+        .map(|i| 1.0 / theta.powf(i as f64 / dim as f64))
+        .collect();
+    let n = positions.len();
+    let mut cos = Vec::with_capacity(n * head_dim);
+    let mut sin = Vec::with_capacity(n * head_dim);
+    for p in positions {
+        let a: Vec<f64> = inv
+            .iter()
+            .map(|f| p[0] * f)
+            .chain(inv.iter().map(|f| p[1] * f))
+            .collect();
+        for _ in 0..2 {
+            cos.extend(a.iter().map(|v| v.cos() as f32));
+            sin.extend(a.iter().map(|v| v.sin() as f32));
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(cos, [n, head_dim]), device),
+        Tensor::from_data(TensorData::new(sin, [n, head_dim]), device),
+    )
+}
+
+/// `x·cos + rotate_half(x)·sin` with `rotate_half([x1, x2]) = [−x2, x1]`. `x` is `[B, H, N, D]`,
+/// `cos`/`sin` are `[N, D]`.
+pub fn apply_rotate_half<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Tensor<B, 4> {
+    let [_, _, n, d] = x.dims();
+    let x1 = x.clone().narrow(3, 0, d / 2);
+    let x2 = x.clone().narrow(3, d / 2, d / 2);
+    let rot = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.reshape([1, 1, n, d]) + rot * sin.reshape([1, 1, n, d])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    type TB = NdArray;
+
+    #[test]
+    fn wan_split_matches_notes() {
+        assert_eq!(wan_rope_axes(128), [44, 42, 42]);
+        assert_eq!(wan_rope_axes(20), [8, 6, 6]);
+    }
+
+    #[test]
+    fn rejects_bad_axes() {
+        assert!(Rope3d::new(20, [8, 6, 4], 1e4).is_err());
+        assert!(Rope3d::new(20, [7, 7, 6], 1e4).is_err());
+        assert!(Rope3d::new(20, [8, 6, 6], 1e4).is_ok());
+    }
+
+    #[test]
+    fn position_zero_is_identity() {
+        let d = Default::default();
+        let rope = Rope3d::wan(20).unwrap();
+        let (c, s) = rope.cos_sin::<TB>(&[[0.0, 0.0, 0.0]], &d);
+        let x = Tensor::<TB, 4>::random([1, 2, 1, 20], burn::tensor::Distribution::Default, &d);
+        let y = apply_interleaved(x.clone(), c, s);
+        y.into_data().assert_approx_eq::<f32>(&x.into_data(), burn::tensor::Tolerance::absolute(1e-7));
+    }
+}
