@@ -3,6 +3,7 @@
 //! semgen links no codec library: it spawns `ffmpeg` and exchanges raw `rgb24` frames over
 //! pipes. Resizing, centre-cropping and frame-rate resampling of decoded videos happen inside
 //! ffmpeg's filter graph, so a long high-resolution video never has to fit in memory.
+//! `$SEMGEN_FFMPEG` names another ffmpeg binary.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -25,9 +26,14 @@ pub struct DecodeOptions {
     pub max_frames: Option<usize>,
 }
 
+/// The program spawned: `$SEMGEN_FFMPEG` if set, else `ffmpeg` from `PATH`.
+fn ffmpeg_command() -> Command {
+    Command::new(std::env::var_os("SEMGEN_FFMPEG").unwrap_or_else(|| "ffmpeg".into()))
+}
+
 /// Whether `ffmpeg` can be spawned.
 pub fn ffmpeg_available() -> bool {
-    Command::new("ffmpeg")
+    ffmpeg_command()
         .arg("-version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -83,7 +89,9 @@ pub fn decode_video(path: &Path, options: &DecodeOptions) -> Result<Video> {
     let mut filters = Vec::new();
     if let Some(fps) = options.fps {
         if !(fps.is_finite() && fps > 0.0) {
-            return Err(DataError::Config(format!("fps must be positive, got {fps}")));
+            return Err(DataError::Config(format!(
+                "fps must be positive, got {fps}"
+            )));
         }
         filters.push(format!("fps={fps}"));
     }
@@ -91,7 +99,7 @@ pub fn decode_video(path: &Path, options: &DecodeOptions) -> Result<Video> {
         "scale={w}:{h}:force_original_aspect_ratio=increase:flags=bilinear"
     ));
     filters.push(format!("crop={w}:{h}"));
-    let mut command = Command::new("ffmpeg");
+    let mut command = ffmpeg_command();
     command
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)
@@ -131,7 +139,9 @@ pub fn decode_video(path: &Path, options: &DecodeOptions) -> Result<Video> {
 /// 18 is visually lossless, 23 is ffmpeg's default). Not atomic: see `writers::write_mp4`.
 pub(crate) fn encode_h264(video: &Video, path: &Path, fps: f64, crf: u8) -> Result<()> {
     if !(fps.is_finite() && fps > 0.0) {
-        return Err(DataError::Config(format!("fps must be positive, got {fps}")));
+        return Err(DataError::Config(format!(
+            "fps must be positive, got {fps}"
+        )));
     }
     if crf > 51 {
         return Err(DataError::Config(format!("crf must be 0..=51, got {crf}")));
@@ -143,13 +153,29 @@ pub(crate) fn encode_h264(video: &Video, path: &Path, fps: f64, crf: u8) -> Resu
             video.width()
         )));
     }
-    let mut command = Command::new("ffmpeg");
+    let mut command = ffmpeg_command();
     command
-        .args(["-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+        .args([
+            "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+        ])
         .args(["-s", &format!("{}x{}", video.width(), video.height())])
         .args(["-r", &fps.to_string(), "-i", "pipe:0"])
-        .args(["-c:v", "libx264", "-preset", "medium", "-crf", &crf.to_string()])
-        .args(["-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "medium",
+            "-crf",
+            &crf.to_string(),
+        ])
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+        ])
         .arg(path)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -21,15 +21,22 @@
 //! - [`writers`]: PNG frames, GIF, MP4 and contact sheets, all written atomically;
 //! - [`preview`]: writes a folder of clips for a person to look at.
 
+pub mod dataset;
 pub mod error;
 pub mod ffmpeg;
+pub mod preview;
 pub mod prompt;
 pub mod rng;
 pub mod shapes;
 pub mod video;
 pub mod writers;
 
+pub use dataset::{
+    ClipItem, ClipSource, HostBatch, Loader, LoaderConfig, LoaderIter, ShapesDataset, VideoBatch,
+    VideoBatcher, VideoFolderConfig, VideoFolderDataset,
+};
 pub use error::{DataError, Result};
+pub use preview::{write_preview, PreviewEntry, PreviewOptions};
 pub use prompt::{
     Background, Colour, Direction, Motion, ObjectPrompt, ParseError, ScenePrompt, Shape,
     ShapesPrompt, Size, Speed,

@@ -328,9 +328,7 @@ impl Cursor<'_> {
 
     /// The next word, lower-cased, or an error naming what was expected.
     fn next(&mut self, expected: &'static str) -> Result<String, ParseError> {
-        let word = self
-            .peek()
-            .ok_or(ParseError::UnexpectedEnd { expected })?;
+        let word = self.peek().ok_or(ParseError::UnexpectedEnd { expected })?;
         self.at += 1;
         Ok(word)
     }

@@ -146,7 +146,9 @@ impl WorldConfig {
         }
         for (name, v) in [("height", self.height), ("width", self.width)] {
             if v < 32 || v % 16 != 0 {
-                return bad(format!("{name} must be a multiple of 16 and >= 32, got {v}"));
+                return bad(format!(
+                    "{name} must be a multiple of 16 and >= 32, got {v}"
+                ));
             }
         }
         // Room for a large object with some freedom of placement on the short side.
@@ -157,7 +159,10 @@ impl WorldConfig {
             ));
         }
         if !(1..=3).contains(&self.max_objects) {
-            return bad(format!("max_objects must be 1..=3, got {}", self.max_objects));
+            return bad(format!(
+                "max_objects must be 1..=3, got {}",
+                self.max_objects
+            ));
         }
         if self.segment_frames == 0 || self.segment_frames % 4 != 0 {
             return bad(format!(
@@ -256,7 +261,11 @@ impl ClipPlan {
         if h == 0 || w == 0 || self.segments == 0 || self.segment_frames == 0 {
             return Err(DataError::Config("empty clip plan".into()));
         }
-        if let Some(o) = self.objects.iter().find(|o| o.centres.len() != self.frames()) {
+        if let Some(o) = self
+            .objects
+            .iter()
+            .find(|o| o.centres.len() != self.frames())
+        {
             return Err(DataError::Config(format!(
                 "an object has {} centres for {} frames",
                 o.centres.len(),
@@ -353,13 +362,19 @@ impl ShapesWorld {
     /// Plans short clip `index` of `split` (`config.frames` frames).
     pub fn plan_clip(&self, split: Split, index: u64) -> Result<ClipPlan> {
         let c = &self.config;
-        self.plan(&[c.seed, split.key(), index, PURPOSE_SHORT], 1, c.frames - 1)
+        self.plan(
+            &[c.seed, split.key(), index, PURPOSE_SHORT],
+            1,
+            c.frames - 1,
+        )
     }
 
     /// Plans story `index` of `split`: `segments` segments of `config.segment_frames` steps.
     pub fn plan_story(&self, split: Split, index: u64, segments: usize) -> Result<ClipPlan> {
         if segments == 0 {
-            return Err(DataError::Config("a story needs at least one segment".into()));
+            return Err(DataError::Config(
+                "a story needs at least one segment".into(),
+            ));
         }
         let c = &self.config;
         let key = [c.seed, split.key(), index, PURPOSE_STORY];

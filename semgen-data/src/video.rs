@@ -114,7 +114,9 @@ impl Video {
     /// The sparser sampling the semantic encoder sees: frames `0, stride, 2·stride, …`.
     pub fn strided(&self, stride: usize) -> Result<Self> {
         if stride == 0 {
-            return Err(DataError::Config("semantic stride must be at least 1".into()));
+            return Err(DataError::Config(
+                "semantic stride must be at least 1".into(),
+            ));
         }
         let indices: Vec<usize> = (0..self.frames).step_by(stride).collect();
         self.select(&indices)
@@ -125,7 +127,12 @@ impl Video {
         let plane = self.frames * self.height * self.width;
         out.reserve(3 * plane);
         for c in 0..3 {
-            out.extend(self.data[c..].iter().step_by(3).map(|&p| p as f32 / 127.5 - 1.0));
+            out.extend(
+                self.data[c..]
+                    .iter()
+                    .step_by(3)
+                    .map(|&p| p as f32 / 127.5 - 1.0),
+            );
         }
     }
 

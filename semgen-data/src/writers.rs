@@ -49,8 +49,11 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
         write(&mut out)?;
         out.flush().map_err(|e| DataError::io(path, e))?;
     }
-    tmp.as_file().sync_all().map_err(|e| DataError::io(path, e))?;
-    tmp.persist(path).map_err(|e| DataError::io(path, e.error))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| DataError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| DataError::io(path, e.error))?;
     sync_dir(&dir);
     Ok(())
 }
@@ -90,7 +93,9 @@ pub fn read_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(|e| png_error(path, e))?;
     let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).map_err(|e| png_error(path, e))?;
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| png_error(path, e))?;
     let (h, w) = (info.height as usize, info.width as usize);
     let pixels = &buf[..info.buffer_size()];
     let rgb = match info.color_type {
@@ -161,10 +166,7 @@ pub fn read_png_frames(dir: &Path) -> Result<Video> {
     let mut paths: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| DataError::io(dir, e))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-        })
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
         .collect();
     paths.sort();
     if paths.is_empty() {
@@ -204,7 +206,9 @@ pub fn write_gif(video: &Video, path: &Path, fps: f64) -> Result<()> {
         _ => return Err(gif_error(path, "GIF frames are at most 65535 pixels wide")),
     };
     if !(fps.is_finite() && fps > 0.0) {
-        return Err(DataError::Config(format!("fps must be positive, got {fps}")));
+        return Err(DataError::Config(format!(
+            "fps must be positive, got {fps}"
+        )));
     }
     let delay = (100.0 / fps).round().clamp(1.0, 65535.0) as u16; // in 1/100 s
     write_atomic(path, |out| {
@@ -267,7 +271,8 @@ pub fn write_mp4(video: &Video, path: &Path, fps: f64, crf: u8) -> Result<()> {
     File::open(tmp.path())
         .and_then(|f| f.sync_all())
         .map_err(|e| DataError::io(path, e))?;
-    tmp.persist(path).map_err(|e| DataError::io(path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| DataError::io(path, e.error))?;
     sync_dir(&dir);
     Ok(())
 }
@@ -285,7 +290,10 @@ fn contact_sheet(rows: &[Vec<&[u8]>], h: usize, w: usize) -> (usize, usize, Vec<
     let mut rgb = SHEET_GAP_RGB.repeat(sheet_w * sheet_h);
     for (r, row) in rows.iter().enumerate() {
         for (c, frame) in row.iter().enumerate() {
-            let (x0, y0) = (SHEET_GAP + c * (w + SHEET_GAP), SHEET_GAP + r * (h + SHEET_GAP));
+            let (x0, y0) = (
+                SHEET_GAP + c * (w + SHEET_GAP),
+                SHEET_GAP + r * (h + SHEET_GAP),
+            );
             for y in 0..h {
                 let dst = ((y0 + y) * sheet_w + x0) * 3;
                 rgb[dst..dst + w * 3].copy_from_slice(&frame[y * w * 3..(y + 1) * w * 3]);
@@ -298,7 +306,9 @@ fn contact_sheet(rows: &[Vec<&[u8]>], h: usize, w: usize) -> (usize, usize, Vec<
 /// Writes all frames of a clip as a grid PNG with `columns` frames per row, atomically.
 pub fn write_contact_sheet(video: &Video, path: &Path, columns: usize) -> Result<()> {
     if columns == 0 {
-        return Err(DataError::Config("a contact sheet needs at least one column".into()));
+        return Err(DataError::Config(
+            "a contact sheet needs at least one column".into(),
+        ));
     }
     let frames: Vec<&[u8]> = video.frame_iter().collect();
     let rows: Vec<Vec<&[u8]>> = frames.chunks(columns).map(<[_]>::to_vec).collect();
@@ -313,7 +323,9 @@ pub fn write_contact_sheet_rows(videos: &[&Video], path: &Path, columns: usize) 
         .first()
         .ok_or_else(|| DataError::Config("a contact sheet needs at least one clip".into()))?;
     if columns == 0 {
-        return Err(DataError::Config("a contact sheet needs at least one column".into()));
+        return Err(DataError::Config(
+            "a contact sheet needs at least one column".into(),
+        ));
     }
     let (h, w) = (first.height(), first.width());
     let mut rows = Vec::with_capacity(videos.len());
@@ -328,7 +340,11 @@ pub fn write_contact_sheet_rows(videos: &[&Video], path: &Path, columns: usize) 
         let n = columns.min(video.frames());
         let row = (0..n)
             .filter_map(|i| {
-                let t = if n > 1 { i * (video.frames() - 1) / (n - 1) } else { 0 };
+                let t = if n > 1 {
+                    i * (video.frames() - 1) / (n - 1)
+                } else {
+                    0
+                };
                 video.frame(t)
             })
             .collect();

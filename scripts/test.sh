@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# semgen's test command (the one in the README, and the one CI runs).
+#  1. installs what the tests need if it is missing (lavapipe for wgpu, ffmpeg);
+#  2. runs every test of the workspace on the CPU backend, plus the attention and DiT checks on
+#     the wgpu backend (feature `semgen-core/test-wgpu`), all in one build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+# The Vulkan loader warns when it has no runtime dir; give it one.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+cargo test --workspace --features semgen-core/test-wgpu "$@"

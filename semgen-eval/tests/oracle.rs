@@ -1,0 +1,159 @@
+//! The oracle accepts ground truth and rejects wrong colours and directions.
+
+use semgen_data::{
+    Clip, Colour, Direction, Motion, ShapesPrompt, ShapesWorld, Speed, Split, WorldConfig,
+};
+use semgen_eval::{evaluate, HitRates};
+
+/// Clips per split: enough for a 0.98 rate to mean something, few enough to stay fast.
+const CLIPS: u64 = 120;
+/// Stories per split (8 segments each).
+const STORIES: u64 = 12;
+
+fn world() -> ShapesWorld {
+    ShapesWorld::new(WorldConfig {
+        seed: 7,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn clips(split: Split) -> Vec<Clip> {
+    let world = world();
+    (0..CLIPS).map(|i| world.clip(split, i).unwrap()).collect()
+}
+
+fn rates(clips: &[Clip], prompt: impl Fn(&Clip) -> ShapesPrompt) -> HitRates {
+    let rates: Vec<HitRates> = clips
+        .iter()
+        .map(|c| evaluate(&c.video, &prompt(c)).unwrap().hits)
+        .collect();
+    HitRates::mean(&rates)
+}
+
+fn assert_all_hit(r: HitRates, what: &str) {
+    for (name, v) in [
+        ("colour", r.colour),
+        ("motion", r.motion),
+        ("shape", r.shape),
+        ("background", r.background),
+    ] {
+        assert!(v >= 0.98, "{what}: {name} hit rate {v:.3} < 0.98 ({r:?})");
+    }
+}
+
+/// A colour no object of the scene has, as far as possible from all of them.
+fn wrong_colour(used: &[Colour]) -> Colour {
+    let d = |a: Colour, b: Colour| {
+        let (a, b) = (a.rgb(), b.rgb());
+        (0..3)
+            .map(|c| (a[c] as f64 - b[c] as f64).powi(2))
+            .sum::<f64>()
+    };
+    *Colour::ALL
+        .iter()
+        .filter(|c| !used.contains(c))
+        .max_by(|a, b| {
+            let m = |c: &Colour| used.iter().map(|&u| d(*c, u)).fold(f64::MAX, f64::min);
+            m(a).total_cmp(&m(b))
+        })
+        .unwrap()
+}
+
+fn with_wrong_colours(clip: &Clip) -> ShapesPrompt {
+    let mut p = clip.prompt();
+    let used: Vec<Colour> = p.segments[0].objects.iter().map(|o| o.colour).collect();
+    for scene in &mut p.segments {
+        for (i, o) in scene.objects.iter_mut().enumerate() {
+            let mut taken = used.clone();
+            taken.extend(used.iter().take(i).map(|&c| wrong_colour(&[c])));
+            o.colour = wrong_colour(&taken);
+        }
+    }
+    p
+}
+
+fn with_wrong_directions(clip: &Clip) -> ShapesPrompt {
+    let mut p = clip.prompt();
+    for scene in &mut p.segments {
+        for o in &mut scene.objects {
+            o.motion = match o.motion {
+                Motion::Moving(d, s) => Motion::Moving(d.reversed(), s),
+                Motion::Still => Motion::Moving(Direction::Right, Speed::Quickly),
+            };
+        }
+    }
+    p
+}
+
+#[test]
+fn ground_truth_short_clips_hit_on_every_split() {
+    for split in Split::ALL {
+        let clips = clips(split);
+        assert_all_hit(rates(&clips, Clip::prompt), split.name());
+        // The caption carries everything the oracle needs.
+        assert_all_hit(
+            rates(&clips, |c| ShapesPrompt::parse(&c.caption()).unwrap()),
+            split.name(),
+        );
+    }
+}
+
+#[test]
+fn wrong_colours_and_directions_miss() {
+    for split in Split::ALL {
+        let clips = clips(split);
+        let colour = rates(&clips, with_wrong_colours).colour;
+        assert!(colour <= 0.05, "{split}: wrong colours hit {colour:.3}");
+        let motion = rates(&clips, with_wrong_directions).motion;
+        assert!(motion <= 0.05, "{split}: wrong directions hit {motion:.3}");
+    }
+}
+
+#[test]
+fn ground_truth_stories_hit_per_segment_without_drift() {
+    let world = world();
+    for split in Split::ALL {
+        let stories: Vec<Clip> = (0..STORIES)
+            .map(|i| world.story(split, i, 8).unwrap())
+            .collect();
+        let reports: Vec<_> = stories
+            .iter()
+            .map(|s| evaluate(&s.video, &s.prompt()).unwrap())
+            .collect();
+        assert!(reports.iter().all(|r| r.segments.len() == 8));
+        let hits: Vec<HitRates> = reports.iter().map(|r| r.hits).collect();
+        assert_all_hit(HitRates::mean(&hits), split.name());
+        for r in &reports {
+            let drift = r.drift.unwrap();
+            assert!(
+                drift.hits.colour.abs() < 0.5 && drift.sharpness.abs() < 0.5,
+                "{drift:?}"
+            );
+        }
+        let motion = rates(&stories, with_wrong_directions).motion;
+        assert!(
+            motion <= 0.05,
+            "{split}: wrong story directions hit {motion:.3}"
+        );
+    }
+}
+
+#[test]
+fn a_degraded_second_half_shows_drift() {
+    // Blank the last half of a story: its late segments miss, so drift is positive.
+    let story = world().story(Split::Test, 0, 8).unwrap();
+    let (t, h, w) = (
+        story.video.frames(),
+        story.video.height(),
+        story.video.width(),
+    );
+    let mut bytes = story.video.as_bytes().to_vec();
+    let half = (t / 2) * h * w * 3;
+    bytes[half..].fill(128);
+    let video = semgen_data::Video::new(t, h, w, bytes).unwrap();
+    let report = evaluate(&video, &story.prompt()).unwrap();
+    let drift = report.drift.unwrap();
+    assert!(drift.hits.colour >= 0.99, "{drift:?}");
+    assert!(drift.sharpness > 0.9, "{drift:?}");
+}

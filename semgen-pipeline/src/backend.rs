@@ -1,0 +1,172 @@
+//! Run-time backend selection: `--device cpu | wgpu[:N] | cuda[:N]`.
+//!
+//! | device | backend | cargo feature |
+//! |---|---|---|
+//! | `cpu` | `NdArray` (f32) | always |
+//! | `wgpu[:N]` | `Wgpu` (Vulkan/Metal/DX12; lavapipe on CPU-only Linux) | `wgpu` |
+//! | `cuda[:N]` | `Cuda` (NVRTC kernels, driver loaded at run time) | `cuda` |
+//!
+//! A task is written once, generic over the backend ([`BackendTask`] / [`AutodiffTask`]), and
+//! [`dispatch`] / [`dispatch_autodiff`] instantiate it for the requested device. A device that is
+//! not compiled in, or that is compiled in but absent on this machine, is a
+//! [`BackendError`], not a panic.
+
+use burn::backend::Autodiff;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use semgen_core::device::DeviceSpec;
+
+/// Why a device cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("device '{device}' is not compiled into this binary: rebuild with `--features {feature}`")]
+    NotCompiled { device: String, feature: &'static str },
+    #[error("device '{device}' is not available on this machine: {reason}")]
+    Unavailable { device: String, reason: String },
+}
+
+/// Work that can run on any backend.
+pub trait BackendTask {
+    type Output;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Work that needs gradients (training).
+pub trait AutodiffTask {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// The backends compiled into this binary, for `--help` texts and errors.
+pub fn compiled_devices() -> Vec<&'static str> {
+    let mut v = vec!["cpu"];
+    if cfg!(feature = "wgpu") {
+        v.push("wgpu");
+    }
+    if cfg!(feature = "cuda") {
+        v.push("cuda");
+    }
+    v
+}
+
+/// Runs a tiny op on the device and turns a backend panic (no adapter, no driver) into an error.
+#[allow(dead_code)]
+fn probe<B: Backend>(spec: DeviceSpec, device: &B::Device) -> Result<(), BackendError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let device = device.clone();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let x = Tensor::<B, 1>::ones([2], &device);
+        x.sum().into_scalar().elem::<f32>()
+    }));
+    std::panic::set_hook(hook);
+    match r {
+        Ok(v) if v == 2.0 => Ok(()),
+        Ok(v) => Err(BackendError::Unavailable {
+            device: spec.to_string(),
+            reason: format!("a self-test computed {v} instead of 2"),
+        }),
+        Err(e) => Err(BackendError::Unavailable {
+            device: spec.to_string(),
+            reason: e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the backend failed to initialise".into()),
+        }),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_device(i: usize) -> burn::backend::wgpu::WgpuDevice {
+    use burn::backend::wgpu::WgpuDevice;
+    // Index 0 is "the best adapter there is" (a discrete GPU, else integrated, else lavapipe).
+    if i == 0 {
+        WgpuDevice::DefaultDevice
+    } else {
+        WgpuDevice::DiscreteGpu(i)
+    }
+}
+
+/// Runs `task` on the requested device.
+pub fn dispatch<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output, BackendError> {
+    match spec {
+        DeviceSpec::Cpu => Ok(task.run::<burn::backend::NdArray>(Default::default())),
+        #[cfg(feature = "wgpu")]
+        DeviceSpec::Wgpu(i) => {
+            let d = wgpu_device(i);
+            probe::<burn::backend::Wgpu>(spec, &d)?;
+            Ok(task.run::<burn::backend::Wgpu>(d))
+        }
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(i) => {
+            let d = burn::backend::cuda::CudaDevice::new(i);
+            probe::<burn::backend::Cuda>(spec, &d)?;
+            Ok(task.run::<burn::backend::Cuda>(d))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(not_compiled(other)),
+    }
+}
+
+/// Runs `task` on the requested device with autodiff.
+pub fn dispatch_autodiff<T: AutodiffTask>(spec: DeviceSpec, task: T) -> Result<T::Output, BackendError> {
+    match spec {
+        DeviceSpec::Cpu => Ok(task.run::<Autodiff<burn::backend::NdArray>>(Default::default())),
+        #[cfg(feature = "wgpu")]
+        DeviceSpec::Wgpu(i) => {
+            let d = wgpu_device(i);
+            probe::<burn::backend::Wgpu>(spec, &d)?;
+            Ok(task.run::<Autodiff<burn::backend::Wgpu>>(d))
+        }
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(i) => {
+            let d = burn::backend::cuda::CudaDevice::new(i);
+            probe::<burn::backend::Cuda>(spec, &d)?;
+            Ok(task.run::<Autodiff<burn::backend::Cuda>>(d))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(not_compiled(other)),
+    }
+}
+
+#[allow(dead_code)]
+fn not_compiled(spec: DeviceSpec) -> BackendError {
+    BackendError::NotCompiled {
+        device: spec.to_string(),
+        feature: match spec {
+            DeviceSpec::Cpu => "ndarray",
+            DeviceSpec::Wgpu(_) => "wgpu",
+            DeviceSpec::Cuda(_) => "cuda",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dims;
+    impl BackendTask for Dims {
+        type Output = [usize; 2];
+        fn run<B: Backend>(self, device: B::Device) -> [usize; 2] {
+            Tensor::<B, 2>::zeros([2, 3], &device).dims()
+        }
+    }
+
+    #[test]
+    fn cpu_is_always_there() {
+        assert_eq!(dispatch(DeviceSpec::Cpu, Dims).unwrap(), [2, 3]);
+        assert!(compiled_devices().contains(&"cpu"));
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn missing_backend_is_a_clear_error() {
+        let e = dispatch(DeviceSpec::Cuda(0), Dims).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "device 'cuda:0' is not compiled into this binary: rebuild with `--features cuda`"
+        );
+    }
+}
