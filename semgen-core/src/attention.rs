@@ -103,7 +103,13 @@ impl WindowPlan {
         };
         let window_ids: Vec<usize> = token_frames
             .iter()
-            .map(|&t| if frames == usize::MAX { 0 } else { window_of(t, frames, shift) })
+            .map(|&t| {
+                if frames == usize::MAX {
+                    0
+                } else {
+                    window_of(t, frames, shift)
+                }
+            })
             .collect();
         let n_windows = window_ids.iter().copied().max().map_or(0, |m| m + 1);
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_windows];
@@ -154,7 +160,12 @@ impl WindowPlan {
     }
 
     /// Windowed attention on `[B, H, N, D]` tensors.
-    pub fn attend<B: Backend>(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn attend<B: Backend>(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> Tensor<B, 4> {
         if self.is_full() {
             return sdpa(q, k, v);
         }
@@ -203,8 +214,22 @@ mod tests {
     #[test]
     fn shifted_windows_are_offset_by_half() {
         let f = frames(8, 1);
-        let even = WindowPlan::new(&f, 8, AttentionMode::Window { frames: 4, shifted: false });
-        let odd = WindowPlan::new(&f, 8, AttentionMode::Window { frames: 4, shifted: true });
+        let even = WindowPlan::new(
+            &f,
+            8,
+            AttentionMode::Window {
+                frames: 4,
+                shifted: false,
+            },
+        );
+        let odd = WindowPlan::new(
+            &f,
+            8,
+            AttentionMode::Window {
+                frames: 4,
+                shifted: true,
+            },
+        );
         assert_eq!(even.window_ids(), &[0, 0, 0, 0, 1, 1, 1, 1]);
         assert_eq!(odd.window_ids(), &[0, 0, 1, 1, 1, 1, 2, 2]);
         assert_eq!(odd.num_windows(), 3);

@@ -12,9 +12,9 @@
 //! mid-write leaves the previous checkpoint untouched.
 
 use burn::module::Module;
+use burn::module::ParamId;
 use burn::prelude::*;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
-use burn::module::ParamId;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
@@ -40,7 +40,11 @@ pub enum LoadError {
     #[error("{path} is truncated or corrupt: {reason}")]
     Truncated { path: PathBuf, reason: String },
     #[error("{path}: tensor '{key}' has dtype {dtype}, which semgen cannot load (expected a float type)")]
-    UnsupportedDtype { path: PathBuf, key: String, dtype: String },
+    UnsupportedDtype {
+        path: PathBuf,
+        key: String,
+        dtype: String,
+    },
     #[error("{path}: shape mismatch for '{key}': the checkpoint has {found:?}, the model expects {expected:?}")]
     ShapeMismatch {
         path: PathBuf,
@@ -66,7 +70,11 @@ pub enum LoadError {
 
 fn preview(keys: &[String]) -> String {
     let shown: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
-    let more = if keys.len() > 5 { format!(" (+{} more)", keys.len() - 5) } else { String::new() };
+    let more = if keys.len() > 5 {
+        format!(" (+{} more)", keys.len() - 5)
+    } else {
+        String::new()
+    };
     format!("[{}]{more}", shown.join(", "))
 }
 
@@ -96,17 +104,16 @@ fn replace_segments(key: &str, from: &str, to: &str) -> String {
 
 /// Upstream key → semgen key through `rules` (applied in order).
 pub fn to_semgen_key(key: &str, rules: &[KeyRule]) -> String {
-    rules
-        .iter()
-        .fold(key.to_string(), |k, r| replace_segments(&k, r.upstream, r.semgen))
+    rules.iter().fold(key.to_string(), |k, r| {
+        replace_segments(&k, r.upstream, r.semgen)
+    })
 }
 
 /// semgen key → upstream key (rules applied in reverse).
 pub fn to_upstream_key(key: &str, rules: &[KeyRule]) -> String {
-    rules
-        .iter()
-        .rev()
-        .fold(key.to_string(), |k, r| replace_segments(&k, r.semgen, r.upstream))
+    rules.iter().rev().fold(key.to_string(), |k, r| {
+        replace_segments(&k, r.semgen, r.upstream)
+    })
 }
 
 /// What a load did.
@@ -153,7 +160,10 @@ impl CheckpointMeta {
     fn to_header(&self) -> HashMap<String, String> {
         HashMap::from([
             ("semgen.component".to_string(), self.component.clone()),
-            ("semgen.format_version".to_string(), self.format_version.to_string()),
+            (
+                "semgen.format_version".to_string(),
+                self.format_version.to_string(),
+            ),
             ("semgen.step".to_string(), self.step.to_string()),
             ("semgen.config".to_string(), self.config.to_string()),
         ])
@@ -163,8 +173,15 @@ impl CheckpointMeta {
         let Some(component) = h.get("semgen.component") else {
             return Ok(None);
         };
-        let bad = |what: &str| LoadError::Invalid(format!("{}: corrupt semgen metadata ({what})", path.display()));
-        let version = h.get("semgen.format_version").ok_or_else(|| bad("no format version"))?;
+        let bad = |what: &str| {
+            LoadError::Invalid(format!(
+                "{}: corrupt semgen metadata ({what})",
+                path.display()
+            ))
+        };
+        let version = h
+            .get("semgen.format_version")
+            .ok_or_else(|| bad("no format version"))?;
         let format_version: u32 = version.parse().map_err(|_| bad("format version"))?;
         if format_version != FORMAT_VERSION {
             return Err(LoadError::UnsupportedVersion {
@@ -253,7 +270,10 @@ pub fn parse_safetensors(path: &Path) -> Result<SafetensorsFile, LoadError> {
         return Err(not_st("the file is empty".into()));
     }
     if bytes.len() < 8 {
-        return Err(not_st(format!("only {} bytes, shorter than the 8-byte header length", bytes.len())));
+        return Err(not_st(format!(
+            "only {} bytes, shorter than the 8-byte header length",
+            bytes.len()
+        )));
     }
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
     let starts_like_json = bytes.get(8) == Some(&b'{');
@@ -281,10 +301,12 @@ pub fn parse_safetensors(path: &Path) -> Result<SafetensorsFile, LoadError> {
         other => not_st(other.to_string()),
     })?;
     SafeTensors::deserialize(&bytes).map_err(|e| match e {
-        SafeTensorError::MetadataIncompleteBuffer | SafeTensorError::InvalidOffset(_) => LoadError::Truncated {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        },
+        SafeTensorError::MetadataIncompleteBuffer | SafeTensorError::InvalidOffset(_) => {
+            LoadError::Truncated {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        }
         other => not_st(other.to_string()),
     })?;
     let metadata = meta.metadata().clone().unwrap_or_default();
@@ -299,7 +321,10 @@ pub fn parse_safetensors(path: &Path) -> Result<SafetensorsFile, LoadError> {
 pub fn floats_from_view(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, LoadError> {
     let b = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
         Dtype::F16 => b
             .chunks_exact(2)
             .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -326,7 +351,10 @@ pub fn floats_from_view(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, L
 pub fn ints_from_view(name: &str, view: &TensorView<'_>) -> Result<Vec<i64>, LoadError> {
     let b = view.data();
     Ok(match view.dtype() {
-        Dtype::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
+        Dtype::I64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
         Dtype::I32 => b
             .chunks_exact(4)
             .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
@@ -356,7 +384,9 @@ pub fn ints_from_view(name: &str, view: &TensorView<'_>) -> Result<Vec<i64>, Loa
 // ---------------------------------------------------------------------------------------------
 
 /// Expected parameters of a module in upstream (PyTorch) layout: semgen key → (shape, dtype).
-fn expected_params<B: Backend, M: Module<B> + ModuleSnapshot<B>>(module: &M) -> BTreeMap<String, (Vec<usize>, burn::tensor::DType)> {
+fn expected_params<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    module: &M,
+) -> BTreeMap<String, (Vec<usize>, burn::tensor::DType)> {
     module
         .collect(None, Some(Box::new(BurnToPyTorchAdapter)), false)
         .into_iter()
@@ -414,14 +444,27 @@ where
         })?;
         let data = TensorData::new(values, shape.clone()).convert_dtype(*dtype);
         let path_stack: Vec<String> = key.split('.').map(str::to_string).collect();
-        snapshots.push(TensorSnapshot::from_data(data, path_stack, vec![], ParamId::new()));
+        snapshots.push(TensorSnapshot::from_data(
+            data,
+            path_stack,
+            vec![],
+            ParamId::new(),
+        ));
         seen.insert(key);
     }
-    report.missing = expected.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+    report.missing = expected
+        .keys()
+        .filter(|k| !seen.contains(*k))
+        .cloned()
+        .collect();
     if !report.missing.is_empty() && !options.allow_missing {
         return Err(LoadError::MissingKeys {
             path,
-            keys: report.missing.iter().map(|k| to_upstream_key(k, rules)).collect(),
+            keys: report
+                .missing
+                .iter()
+                .map(|k| to_upstream_key(k, rules))
+                .collect(),
         });
     }
     if !report.unexpected.is_empty() && !options.allow_unexpected {
@@ -439,7 +482,12 @@ where
 }
 
 /// Opens `path` and loads it into `module` (upstream or semgen checkpoint).
-pub fn load_file<B, M>(module: M, path: &Path, rules: &[KeyRule], options: &LoadOptions) -> Result<(M, LoadReport), LoadError>
+pub fn load_file<B, M>(
+    module: M,
+    path: &Path,
+    rules: &[KeyRule],
+    options: &LoadOptions,
+) -> Result<(M, LoadReport), LoadError>
 where
     B: Backend,
     M: Module<B> + ModuleSnapshot<B>,
@@ -450,14 +498,22 @@ where
 
 /// Loads one of semgen's own checkpoints, checking that it holds `component`. Strict: every
 /// parameter must be present and every tensor used.
-pub fn load_checkpoint<B, M>(module: M, path: &Path, component: &str, rules: &[KeyRule]) -> Result<(M, CheckpointMeta), LoadError>
+pub fn load_checkpoint<B, M>(
+    module: M,
+    path: &Path,
+    component: &str,
+    rules: &[KeyRule],
+) -> Result<(M, CheckpointMeta), LoadError>
 where
     B: Backend,
     M: Module<B> + ModuleSnapshot<B>,
 {
     let file = parse_safetensors(path)?;
     let meta = file.semgen_meta()?.ok_or_else(|| {
-        LoadError::Invalid(format!("{} has no semgen metadata (not a semgen checkpoint)", path.display()))
+        LoadError::Invalid(format!(
+            "{} has no semgen metadata (not a semgen checkpoint)",
+            path.display()
+        ))
     })?;
     if meta.component != component {
         return Err(LoadError::WrongComponent {
@@ -472,9 +528,12 @@ where
 
 /// Reads only the metadata of a semgen checkpoint.
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta, LoadError> {
-    parse_safetensors(path)?
-        .semgen_meta()?
-        .ok_or_else(|| LoadError::Invalid(format!("{} has no semgen metadata (not a semgen checkpoint)", path.display())))
+    parse_safetensors(path)?.semgen_meta()?.ok_or_else(|| {
+        LoadError::Invalid(format!(
+            "{} has no semgen metadata (not a semgen checkpoint)",
+            path.display()
+        ))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -505,10 +564,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name")))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let name = path.file_name().ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no file name",
+        ))
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -539,13 +605,19 @@ pub(crate) fn write_f32_safetensors(
                 .map_err(|e| LoadError::Invalid(format!("tensor '{k}': {e}")))
         })
         .collect::<Result<_, _>>()?;
-    let bytes = safetensors::serialize(views, &metadata).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    let bytes =
+        safetensors::serialize(views, &metadata).map_err(|e| LoadError::Invalid(e.to_string()))?;
     write_atomic(path, &bytes).map_err(|e| LoadError::Invalid(e.to_string()))
 }
 
 /// Saves `module` as a semgen checkpoint at `path` (upstream key layout through `rules`, f32,
 /// metadata in the header), atomically.
-pub fn save_checkpoint<B, M>(module: &M, path: &Path, rules: &[KeyRule], meta: &CheckpointMeta) -> Result<(), SaveError>
+pub fn save_checkpoint<B, M>(
+    module: &M,
+    path: &Path,
+    rules: &[KeyRule],
+    meta: &CheckpointMeta,
+) -> Result<(), SaveError>
 where
     B: Backend,
     M: Module<B> + ModuleSnapshot<B>,
@@ -557,17 +629,22 @@ where
             path: path.to_path_buf(),
             reason: format!("{key}: {e}"),
         })?;
-        let values = data.convert::<f32>().to_vec::<f32>().map_err(|e| SaveError::Serialize {
-            path: path.to_path_buf(),
-            reason: format!("{key}: {e:?}"),
-        })?;
+        let values = data
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| SaveError::Serialize {
+                path: path.to_path_buf(),
+                reason: format!("{key}: {e:?}"),
+            })?;
         let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
         tensors.push((key, s.shape.to_vec(), bytes));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    write_f32_safetensors(path, &tensors, Some(meta.to_header())).map_err(|e| SaveError::Serialize {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
+    write_f32_safetensors(path, &tensors, Some(meta.to_header())).map_err(|e| {
+        SaveError::Serialize {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
     })
 }
 
@@ -582,22 +659,49 @@ mod tests {
         let s = to_semgen_key(k, rules);
         assert_eq!(s, "blocks.3.ffn.proj_in.weight");
         assert_eq!(to_upstream_key(&s, rules), k);
-        assert_eq!(to_semgen_key("blocks.0.attn1.to_out.0.bias", rules), "blocks.0.attn1.to_out.bias");
+        assert_eq!(
+            to_semgen_key("blocks.0.attn1.to_out.0.bias", rules),
+            "blocks.0.attn1.to_out.bias"
+        );
         // Segment matching: a key that merely contains the text is untouched.
-        assert_eq!(to_semgen_key("xffn.net.2.weight", rules), "xffn.net.2.weight");
+        assert_eq!(
+            to_semgen_key("xffn.net.2.weight", rules),
+            "xffn.net.2.weight"
+        );
     }
 
     #[test]
     fn original_wan_names_map_to_diffusers() {
         let r = crate::wan_dit::ORIGINAL_WAN_KEYS;
-        assert_eq!(to_semgen_key("blocks.0.self_attn.q.weight", r), "blocks.0.attn1.to_q.weight");
-        assert_eq!(to_semgen_key("blocks.0.cross_attn.o.bias", r), "blocks.0.attn2.to_out.0.bias");
-        assert_eq!(to_semgen_key("blocks.0.norm3.weight", r), "blocks.0.norm2.weight");
-        assert_eq!(to_semgen_key("blocks.0.self_attn.norm_q.weight", r), "blocks.0.attn1.norm_q.weight");
+        assert_eq!(
+            to_semgen_key("blocks.0.self_attn.q.weight", r),
+            "blocks.0.attn1.to_q.weight"
+        );
+        assert_eq!(
+            to_semgen_key("blocks.0.cross_attn.o.bias", r),
+            "blocks.0.attn2.to_out.0.bias"
+        );
+        assert_eq!(
+            to_semgen_key("blocks.0.norm3.weight", r),
+            "blocks.0.norm2.weight"
+        );
+        assert_eq!(
+            to_semgen_key("blocks.0.self_attn.norm_q.weight", r),
+            "blocks.0.attn1.norm_q.weight"
+        );
         assert_eq!(to_semgen_key("head.modulation", r), "scale_shift_table");
-        assert_eq!(to_semgen_key("blocks.1.modulation", r), "blocks.1.scale_shift_table");
+        assert_eq!(
+            to_semgen_key("blocks.1.modulation", r),
+            "blocks.1.scale_shift_table"
+        );
         assert_eq!(to_semgen_key("head.head.weight", r), "proj_out.weight");
-        assert_eq!(to_semgen_key("blocks.0.ffn.0.weight", r), "blocks.0.ffn.net.0.proj.weight");
-        assert_eq!(to_semgen_key("time_projection.1.bias", r), "condition_embedder.time_proj.bias");
+        assert_eq!(
+            to_semgen_key("blocks.0.ffn.0.weight", r),
+            "blocks.0.ffn.net.0.proj.weight"
+        );
+        assert_eq!(
+            to_semgen_key("time_projection.1.bias", r),
+            "condition_embedder.time_proj.bias"
+        );
     }
 }

@@ -66,20 +66,22 @@ impl Fixture {
             file: manifest_path.clone(),
             reason: e.to_string(),
         })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| FixtureError::Manifest {
-            file: manifest_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| FixtureError::Manifest {
+                file: manifest_path.clone(),
+                reason: e.to_string(),
+            })?;
         if !(manifest.atol.is_finite() && manifest.atol >= 0.0) {
             return Err(FixtureError::Manifest {
                 file: manifest_path,
                 reason: format!("atol {} must be a non-negative number", manifest.atol),
             });
         }
-        let config_json = std::fs::read_to_string(need("config.json")?).map_err(|e| FixtureError::Manifest {
-            file: dir.join("config.json"),
-            reason: e.to_string(),
-        })?;
+        let config_json =
+            std::fs::read_to_string(need("config.json")?).map_err(|e| FixtureError::Manifest {
+                file: dir.join("config.json"),
+                reason: e.to_string(),
+            })?;
         need("weights.safetensors")?;
         let io = read_safetensors(&need("io.safetensors")?)?;
         for name in manifest.inputs.iter().chain(&manifest.outputs) {
@@ -103,10 +105,12 @@ impl Fixture {
     }
 
     pub fn tensor(&self, name: &str) -> Result<&HostTensor, FixtureError> {
-        self.io.get(name).ok_or_else(|| FixtureError::MissingTensor {
-            dir: self.dir.clone(),
-            name: name.to_string(),
-        })
+        self.io
+            .get(name)
+            .ok_or_else(|| FixtureError::MissingTensor {
+                dir: self.dir.clone(),
+                name: name.to_string(),
+            })
     }
 }
 
@@ -132,6 +136,12 @@ pub fn max_abs_err(got: &HostTensor, want: &HostTensor) -> f64 {
     got.to_f32()
         .iter()
         .zip(want.to_f32())
-        .map(|(a, b)| if a.is_nan() || b.is_nan() { f64::INFINITY } else { (*a as f64 - b as f64).abs() })
+        .map(|(a, b)| {
+            if a.is_nan() || b.is_nan() {
+                f64::INFINITY
+            } else {
+                (*a as f64 - b as f64).abs()
+            }
+        })
         .fold(0.0, f64::max)
 }

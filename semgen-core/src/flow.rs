@@ -32,10 +32,14 @@ impl TimestepSampling {
             TimestepSampling::LogitNormal { std, shift, .. } => (shift, std),
         };
         if !(shift > 0.0 && shift.is_finite()) {
-            return Err(ConfigError::invalid(format!("timestep shift must be positive, got {shift}")));
+            return Err(ConfigError::invalid(format!(
+                "timestep shift must be positive, got {shift}"
+            )));
         }
         if !(std > 0.0 && std.is_finite()) {
-            return Err(ConfigError::invalid(format!("logit-normal std must be positive, got {std}")));
+            return Err(ConfigError::invalid(format!(
+                "logit-normal std must be positive, got {std}"
+            )));
         }
         Ok(())
     }
@@ -66,18 +70,29 @@ pub fn standard_normal(rng: &mut impl Rng) -> f64 {
 }
 
 /// `x_t = (1 − σ)·x₀ + σ·ε` with one σ per batch element (`sigma` is `[B]`).
-pub fn noisy_sample<B: Backend, const D: usize>(x0: Tensor<B, D>, noise: Tensor<B, D>, sigma: Tensor<B, 1>) -> Tensor<B, D> {
+pub fn noisy_sample<B: Backend, const D: usize>(
+    x0: Tensor<B, D>,
+    noise: Tensor<B, D>,
+    sigma: Tensor<B, 1>,
+) -> Tensor<B, D> {
     let s = broadcast_batch::<B, D>(sigma);
     x0 * (s.clone().neg() + 1.0) + noise * s
 }
 
 /// The velocity target `ε − x₀`.
-pub fn velocity_target<B: Backend, const D: usize>(x0: Tensor<B, D>, noise: Tensor<B, D>) -> Tensor<B, D> {
+pub fn velocity_target<B: Backend, const D: usize>(
+    x0: Tensor<B, D>,
+    noise: Tensor<B, D>,
+) -> Tensor<B, D> {
     noise - x0
 }
 
 /// The clean-sample estimate from a velocity: `x₀ = x_t − σ·v`.
-pub fn predict_x0<B: Backend, const D: usize>(x_t: Tensor<B, D>, v: Tensor<B, D>, sigma: Tensor<B, 1>) -> Tensor<B, D> {
+pub fn predict_x0<B: Backend, const D: usize>(
+    x_t: Tensor<B, D>,
+    v: Tensor<B, D>,
+    sigma: Tensor<B, 1>,
+) -> Tensor<B, D> {
     x_t - v * broadcast_batch::<B, D>(sigma)
 }
 
@@ -105,7 +120,11 @@ mod tests {
 
     #[test]
     fn sampling_is_seeded_and_in_range() {
-        let s = TimestepSampling::LogitNormal { mean: 0.0, std: 1.0, shift: 3.0 };
+        let s = TimestepSampling::LogitNormal {
+            mean: 0.0,
+            std: 1.0,
+            shift: 3.0,
+        };
         let a = s.sample(64, &mut rand::rngs::StdRng::seed_from_u64(7));
         let b = s.sample(64, &mut rand::rngs::StdRng::seed_from_u64(7));
         assert_eq!(a, b);

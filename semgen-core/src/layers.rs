@@ -33,7 +33,12 @@ pub fn channel_l2_norm<B: Backend, const D: usize>(
     gamma: Tensor<B, D>,
 ) -> Tensor<B, D> {
     let c = x.dims()[dim] as f64;
-    let norm = x.clone().powf_scalar(2.0).sum_dim(dim).sqrt().clamp_min(1e-12);
+    let norm = x
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(dim)
+        .sqrt()
+        .clamp_min(1e-12);
     x / norm * c.sqrt() * gamma
 }
 
@@ -153,7 +158,11 @@ pub fn timestep_embedding<B: Backend>(
 }
 
 /// adaLN modulation: `x · (1 + scale) + shift`, with `scale` and `shift` broadcast over tokens.
-pub fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 3>, scale: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn modulate<B: Backend>(
+    x: Tensor<B, 3>,
+    shift: Tensor<B, 3>,
+    scale: Tensor<B, 3>,
+) -> Tensor<B, 3> {
     x * (scale + 1.0) + shift
 }
 
@@ -192,13 +201,23 @@ mod tests {
         // [B=1, C=2, 1 voxel]; norm of (3,4) = 5, times sqrt(2).
         let x = Tensor::<TB, 3>::from_floats([[[3.0], [4.0]]], &d);
         let g = Tensor::<TB, 3>::from_floats([[[1.0], [2.0]]], &d);
-        let y = channel_l2_norm(x, 1, g).into_data().to_vec::<f32>().unwrap();
+        let y = channel_l2_norm(x, 1, g)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         let r = 2f32.sqrt();
         close(&y, &[3.0 / 5.0 * r, 4.0 / 5.0 * r * 2.0], 1e-6);
         // An all-zero voxel stays zero instead of dividing by zero.
         let z = Tensor::<TB, 3>::zeros([1, 2, 1], &d);
         let g = Tensor::<TB, 3>::ones([1, 2, 1], &d);
-        close(&channel_l2_norm(z, 1, g).into_data().to_vec::<f32>().unwrap(), &[0.0, 0.0], 0.0);
+        close(
+            &channel_l2_norm(z, 1, g)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap(),
+            &[0.0, 0.0],
+            0.0,
+        );
     }
 
     #[test]
@@ -215,9 +234,16 @@ mod tests {
     fn timestep_embedding_flip_order() {
         let d = Default::default();
         let t = Tensor::<TB, 1>::from_floats([0.0, 1.0], &d);
-        let e = timestep_embedding(t, 4, true, 0.0).into_data().to_vec::<f32>().unwrap();
+        let e = timestep_embedding(t, 4, true, 0.0)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         // freqs [1, 0.01]; t=0 -> cos=1, sin=0
         close(&e[..4], &[1.0, 1.0, 0.0, 0.0], 1e-7);
-        close(&e[4..], &[1f32.cos(), 0.01f32.cos(), 1f32.sin(), 0.01f32.sin()], 1e-6);
+        close(
+            &e[4..],
+            &[1f32.cos(), 0.01f32.cos(), 1f32.sin(), 0.01f32.sin()],
+            1e-6,
+        );
     }
 }

@@ -30,13 +30,19 @@ fn row(name: &str, got: &HostTensor, want: &HostTensor, atol: f64, gating: bool)
 
 /// Runs a `wan_dit` fixture: loads its config and weights, predicts `out` from the inputs, and
 /// compares outputs (and the intermediates semgen exposes).
-pub fn run_wan_dit<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<ParityRow>, FixtureError> {
-    let config = WanDitConfig::from_diffusers_json(&fx.config_json)
-        .map_err(|e| LoadError::Invalid(format!("{}: {e}", fx.dir.join("config.json").display())))?;
+pub fn run_wan_dit<B: Backend>(
+    fx: &Fixture,
+    device: &B::Device,
+) -> Result<Vec<ParityRow>, FixtureError> {
+    let config = WanDitConfig::from_diffusers_json(&fx.config_json).map_err(|e| {
+        LoadError::Invalid(format!("{}: {e}", fx.dir.join("config.json").display()))
+    })?;
     let (model, _) = WanDit::<B>::load(&config, &fx.weights_path(), device)?;
     let x = fx.tensor("hidden_states")?.to_tensor::<B, 5>(device)?;
     let t = fx.tensor("timestep")?.to_tensor::<B, 1>(device)?;
-    let text = fx.tensor("encoder_hidden_states")?.to_tensor::<B, 3>(device)?;
+    let text = fx
+        .tensor("encoder_hidden_states")?
+        .to_tensor::<B, 3>(device)?;
     let atol = fx.manifest.atol;
     let mut rows = Vec::new();
 
@@ -49,7 +55,13 @@ pub fn run_wan_dit<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<P
     let text_emb = model.embed_text(text.clone());
     let tokens = model.patchify(x.clone());
     let block0 = model.blocks.first().map(|b| {
-        b.forward(tokens, tproj.clone(), text_emb.clone(), (&layout.cos, &layout.sin), layout.plan(0))
+        b.forward(
+            tokens,
+            tproj.clone(),
+            text_emb.clone(),
+            (&layout.cos, &layout.sin),
+            layout.plan(0),
+        )
     });
     let out = model.forward_with_layout(x, t, text, &layout);
 
@@ -68,7 +80,10 @@ pub fn run_wan_dit<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<P
     let [b, _, d] = tproj.dims();
     let intermediates: Vec<(&str, Option<HostTensor>)> = vec![
         ("temb", Some(HostTensor::from_tensor(&temb))),
-        ("timestep_proj", Some(HostTensor::from_tensor(&tproj.reshape([b, 6 * d])))),
+        (
+            "timestep_proj",
+            Some(HostTensor::from_tensor(&tproj.reshape([b, 6 * d]))),
+        ),
         ("text_emb", Some(HostTensor::from_tensor(&text_emb))),
         ("block0_out", block0.map(|t| HostTensor::from_tensor(&t))),
     ];
@@ -86,7 +101,11 @@ pub fn run_wan_dit<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<P
 /// intermediate sample of the 10-step Euler and UniPC loops under the stand-in denoiser
 /// `tanh(x)·(t/1000) + 0.1`. Steps and shift are read from the fixture (shift from its
 /// `schedulers.txt` when present, else 5).
-pub fn run_schedulers<B: Backend>(path: &Path, atol: f64, device: &B::Device) -> Result<Vec<ParityRow>, FixtureError> {
+pub fn run_schedulers<B: Backend>(
+    path: &Path,
+    atol: f64,
+    device: &B::Device,
+) -> Result<Vec<ParityRow>, FixtureError> {
     let io = read_safetensors(path)?;
     let get = |k: &str| {
         io.get(k).ok_or_else(|| FixtureError::MissingTensor {
@@ -112,15 +131,33 @@ pub fn run_schedulers<B: Backend>(path: &Path, atol: f64, device: &B::Device) ->
         };
         let ts = HostTensor::f32(vec![steps], sched.timesteps().to_vec());
         let sg = HostTensor::f32(vec![steps + 1], sched.sigmas().to_vec());
-        rows.push(row(&format!("{name}_timesteps"), &ts, get(&format!("{name}_timesteps"))?, atol * 1000.0, true));
-        rows.push(row(&format!("{name}_sigmas"), &sg, get(&format!("{name}_sigmas"))?, atol, true));
+        rows.push(row(
+            &format!("{name}_timesteps"),
+            &ts,
+            get(&format!("{name}_timesteps"))?,
+            atol * 1000.0,
+            true,
+        ));
+        rows.push(row(
+            &format!("{name}_sigmas"),
+            &sg,
+            get(&format!("{name}_sigmas"))?,
+            atol,
+            true,
+        ));
         let mut x = get(&format!("{name}_x0"))?.to_tensor::<B, 5>(device)?;
         for i in 0..steps {
             let t = sched.timesteps()[i];
             let v = x.clone().tanh() * (t as f64 / 1000.0) + 0.1;
             x = sched.step(v, x);
             let key = format!("{name}_x{}", i + 1);
-            rows.push(row(&key, &HostTensor::from_tensor(&x), get(&key)?, atol, true));
+            rows.push(row(
+                &key,
+                &HostTensor::from_tensor(&x),
+                get(&key)?,
+                atol,
+                true,
+            ));
         }
     }
     Ok(rows)

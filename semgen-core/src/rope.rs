@@ -36,10 +36,14 @@ impl Rope3d {
             )));
         }
         if axes.iter().any(|a| a % 2 != 0) {
-            return Err(ConfigError::invalid(format!("RoPE axes {axes:?} must all be even")));
+            return Err(ConfigError::invalid(format!(
+                "RoPE axes {axes:?} must all be even"
+            )));
         }
         if !(theta > 0.0) {
-            return Err(ConfigError::invalid(format!("RoPE theta must be positive, got {theta}")));
+            return Err(ConfigError::invalid(format!(
+                "RoPE theta must be positive, got {theta}"
+            )));
         }
         Ok(Self { axes, theta })
     }
@@ -107,7 +111,11 @@ pub fn grid_positions(f: usize, h: usize, w: usize) -> Vec<[f64; 3]> {
 
 /// Applies an interleaved-pair rotation: for each pair `(x[2i], x[2i+1])` and angle `a_i`,
 /// `(x0·cos − x1·sin, x0·sin + x1·cos)`. `x` is `[B, H, N, D]`, `cos`/`sin` are `[N, D/2]`.
-pub fn apply_interleaved<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Tensor<B, 4> {
+pub fn apply_interleaved<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+) -> Tensor<B, 4> {
     let [b, h, n, d] = x.dims();
     let pairs = x.reshape([b, h, n, d / 2, 2]);
     let x0 = pairs.clone().narrow(4, 0, 1);
@@ -155,7 +163,11 @@ pub fn qwen_rope_2d<B: Backend>(
 
 /// `x·cos + rotate_half(x)·sin` with `rotate_half([x1, x2]) = [−x2, x1]`. `x` is `[B, H, N, D]`,
 /// `cos`/`sin` are `[N, D]`.
-pub fn apply_rotate_half<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Tensor<B, 4> {
+pub fn apply_rotate_half<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+) -> Tensor<B, 4> {
     let [_, _, n, d] = x.dims();
     let x1 = x.clone().narrow(3, 0, d / 2);
     let x2 = x.clone().narrow(3, d / 2, d / 2);
@@ -189,6 +201,7 @@ mod tests {
         let (c, s) = rope.cos_sin::<TB>(&[[0.0, 0.0, 0.0]], &d);
         let x = Tensor::<TB, 4>::random([1, 2, 1, 20], burn::tensor::Distribution::Default, &d);
         let y = apply_interleaved(x.clone(), c, s);
-        y.into_data().assert_approx_eq::<f32>(&x.into_data(), burn::tensor::Tolerance::absolute(1e-7));
+        y.into_data()
+            .assert_approx_eq::<f32>(&x.into_data(), burn::tensor::Tolerance::absolute(1e-7));
     }
 }

@@ -53,7 +53,9 @@ impl std::str::FromStr for SamplerKind {
         match s.to_ascii_lowercase().as_str() {
             "euler" => Ok(SamplerKind::Euler),
             "unipc" => Ok(SamplerKind::Unipc),
-            _ => Err(ConfigError::invalid(format!("unknown sampler '{s}' (expected 'euler' or 'unipc')"))),
+            _ => Err(ConfigError::invalid(format!(
+                "unknown sampler '{s}' (expected 'euler' or 'unipc')"
+            ))),
         }
     }
 }
@@ -61,19 +63,29 @@ impl std::str::FromStr for SamplerKind {
 impl SamplerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.steps == 0 {
-            return Err(ConfigError::invalid("the number of sampling steps must be at least 1"));
+            return Err(ConfigError::invalid(
+                "the number of sampling steps must be at least 1",
+            ));
         }
         if self.steps > 1000 {
-            return Err(ConfigError::invalid(format!("{} sampling steps exceed the 1000 training timesteps", self.steps)));
+            return Err(ConfigError::invalid(format!(
+                "{} sampling steps exceed the 1000 training timesteps",
+                self.steps
+            )));
         }
         if !(self.shift > 0.0 && self.shift.is_finite()) {
-            return Err(ConfigError::invalid(format!("sampler shift must be positive, got {}", self.shift)));
+            return Err(ConfigError::invalid(format!(
+                "sampler shift must be positive, got {}",
+                self.shift
+            )));
         }
         Ok(())
     }
 
     /// Builds the scheduler.
-    pub fn build<B: Backend, const D: usize>(&self) -> Result<Box<dyn Scheduler<B, D>>, ConfigError> {
+    pub fn build<B: Backend, const D: usize>(
+        &self,
+    ) -> Result<Box<dyn Scheduler<B, D>>, ConfigError> {
         self.validate()?;
         Ok(match self.kind {
             SamplerKind::Euler => Box::new(FlowMatchEuler::new(self.steps, self.shift)),
@@ -98,14 +110,22 @@ impl FlowMatchEuler {
         let (t0, t1) = (1000.0f64, sigma_min * 1000.0);
         let sig: Vec<f64> = (0..steps)
             .map(|i| {
-                let t = if steps == 1 { t0 } else { t0 + (t1 - t0) * i as f64 / (steps - 1) as f64 };
+                let t = if steps == 1 {
+                    t0
+                } else {
+                    t0 + (t1 - t0) * i as f64 / (steps - 1) as f64
+                };
                 shift_sigma(t / 1000.0, shift)
             })
             .collect();
         let mut sigmas: Vec<f32> = sig.iter().map(|&x| x as f32).collect();
         let timesteps = sigmas.iter().map(|&s| s * 1000.0).collect();
         sigmas.push(0.0);
-        Self { timesteps, sigmas, index: 0 }
+        Self {
+            timesteps,
+            sigmas,
+            index: 0,
+        }
     }
 }
 
@@ -211,7 +231,12 @@ impl<B: Backend, const D: usize> UniPc<B, D> {
     }
 
     /// The BH2 corrector of the sample at step `index` given the new model output there.
-    fn correct(&self, model_t: Tensor<B, D>, last_sample: Tensor<B, D>, order: usize) -> Tensor<B, D> {
+    fn correct(
+        &self,
+        model_t: Tensor<B, D>,
+        last_sample: Tensor<B, D>,
+        order: usize,
+    ) -> Tensor<B, D> {
         let i = self.index;
         let (s_t, s_s0) = (self.sigmas[i] as f64, self.sigmas[i - 1] as f64);
         let alpha_t = 1.0 - s_t;
@@ -288,7 +313,11 @@ where
 }
 
 /// Classifier-free guidance: `uncond + g·(cond − uncond)`.
-pub fn apply_cfg<B: Backend, const D: usize>(cond: Tensor<B, D>, uncond: Tensor<B, D>, guidance: f64) -> Tensor<B, D> {
+pub fn apply_cfg<B: Backend, const D: usize>(
+    cond: Tensor<B, D>,
+    uncond: Tensor<B, D>,
+    guidance: f64,
+) -> Tensor<B, D> {
     uncond.clone() + (cond - uncond) * guidance
 }
 
@@ -351,8 +380,14 @@ mod tests {
     #[test]
     fn euler_schedule_matches_notes() {
         let s = FlowMatchEuler::new(10, 5.0);
-        let want = [1.0, 0.975_743, 0.946_273, 0.909_707, 0.863_132, 0.801_786, 0.717_317, 0.593_619, 0.395_095, 0.024_414, 0.0];
-        for (a, b) in <FlowMatchEuler as Scheduler<TB, 1>>::sigmas(&s).iter().zip(want) {
+        let want = [
+            1.0, 0.975_743, 0.946_273, 0.909_707, 0.863_132, 0.801_786, 0.717_317, 0.593_619,
+            0.395_095, 0.024_414, 0.0,
+        ];
+        for (a, b) in <FlowMatchEuler as Scheduler<TB, 1>>::sigmas(&s)
+            .iter()
+            .zip(want)
+        {
             assert!((a - b).abs() < 2e-6, "{a} vs {b}");
         }
     }
@@ -360,12 +395,19 @@ mod tests {
     #[test]
     fn unipc_timesteps_are_truncated_ints() {
         let s = UniPc::<TB, 1>::new(10, 5.0);
-        assert_eq!(s.timesteps(), &[999.0, 978.0, 952.0, 921.0, 882.0, 833.0, 769.0, 682.0, 556.0, 359.0]);
+        assert_eq!(
+            s.timesteps(),
+            &[999.0, 978.0, 952.0, 921.0, 882.0, 833.0, 769.0, 682.0, 556.0, 359.0]
+        );
     }
 
     #[test]
     fn zero_steps_is_an_error() {
-        let c = SamplerConfig { kind: SamplerKind::Euler, steps: 0, shift: 5.0 };
+        let c = SamplerConfig {
+            kind: SamplerKind::Euler,
+            steps: 0,
+            shift: 5.0,
+        };
         assert!(c.build::<TB, 1>().is_err());
     }
 
@@ -374,8 +416,16 @@ mod tests {
         let d = Default::default();
         let mut s = FlowMatchEuler::new(4, 1.0);
         let den = |x: Tensor<TB, 1>, _t: f32, _s: f32| x;
-        let r = sample::<TB, 1>(&den, &mut s, Tensor::ones([3], &d), &mut |i: &StepInfo, _: &Tensor<TB, 1>| {
-            if i.step == 2 { Control::Cancel } else { Control::Continue }
+        let r = sample::<TB, 1>(&den, &mut s, Tensor::ones([3], &d), &mut |i: &StepInfo,
+                                                                           _: &Tensor<
+            TB,
+            1,
+        >| {
+            if i.step == 2 {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
         });
         assert_eq!(r.unwrap_err(), Cancelled { step: 2, total: 4 });
     }

@@ -24,7 +24,10 @@ pub struct HostTensor {
 
 impl HostTensor {
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        Self { shape, data: HostData::F32(data) }
+        Self {
+            shape,
+            data: HostData::F32(data),
+        }
     }
 
     /// Values as f32 (ints are converted).
@@ -44,20 +47,30 @@ impl HostTensor {
     }
 
     /// A float tensor of rank `D`; errors if the rank differs.
-    pub fn to_tensor<B: Backend, const D: usize>(&self, device: &B::Device) -> Result<Tensor<B, D>, LoadError> {
+    pub fn to_tensor<B: Backend, const D: usize>(
+        &self,
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>, LoadError> {
         if self.shape.len() != D {
             return Err(LoadError::Invalid(format!(
                 "expected a rank-{D} tensor, found shape {:?}",
                 self.shape
             )));
         }
-        Ok(Tensor::from_data(TensorData::new(self.to_f32(), self.shape.clone()), device))
+        Ok(Tensor::from_data(
+            TensorData::new(self.to_f32(), self.shape.clone()),
+            device,
+        ))
     }
 
     /// Reads a float tensor back from the device.
     pub fn from_tensor<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Self {
         let shape = t.dims().to_vec();
-        let data = t.to_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+        let data = t
+            .to_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default();
         Self::f32(shape, data)
     }
 }
@@ -69,9 +82,13 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, Loa
     for (name, view) in file.tensors() {
         let shape = view.shape().to_vec();
         let data = match view.dtype() {
-            Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL | Dtype::I16 | Dtype::I8 | Dtype::U32 => {
-                HostData::I64(crate::checkpoint::ints_from_view(&name, &view)?)
-            }
+            Dtype::I64
+            | Dtype::I32
+            | Dtype::U8
+            | Dtype::BOOL
+            | Dtype::I16
+            | Dtype::I8
+            | Dtype::U32 => HostData::I64(crate::checkpoint::ints_from_view(&name, &view)?),
             _ => HostData::F32(crate::checkpoint::floats_from_view(&name, &view)?),
         };
         out.insert(name, HostTensor { shape, data });

@@ -109,13 +109,19 @@ impl WanDitConfig {
             v.get(k)
                 .and_then(|x| x.as_u64())
                 .map(|x| x as usize)
-                .ok_or_else(|| ConfigError::invalid(format!("config.json: '{k}' missing or not an integer")))
+                .ok_or_else(|| {
+                    ConfigError::invalid(format!("config.json: '{k}' missing or not an integer"))
+                })
         };
         let patch: Vec<usize> = match v.get("patch_size").and_then(|p| p.as_array()) {
             Some(a) if a.len() == 3 && a.iter().all(|x| x.as_u64().is_some()) => {
                 a.iter().map(|x| x.as_u64().unwrap() as usize).collect()
             }
-            _ => return Err(ConfigError::invalid("config.json: 'patch_size' must be a list of 3 integers")),
+            _ => {
+                return Err(ConfigError::invalid(
+                    "config.json: 'patch_size' must be a list of 3 integers",
+                ))
+            }
         };
         for k in ["image_dim", "added_kv_proj_dim", "pos_embed_seq_len"] {
             if v.get(k).is_some_and(|x| !x.is_null()) {
@@ -170,10 +176,16 @@ impl WanDitConfig {
             }
         }
         if self.patch_size.iter().any(|&p| p == 0) {
-            return Err(ConfigError::invalid(format!("patch_size {:?} must be positive", self.patch_size)));
+            return Err(ConfigError::invalid(format!(
+                "patch_size {:?} must be positive",
+                self.patch_size
+            )));
         }
         if self.freq_dim % 2 != 0 {
-            return Err(ConfigError::invalid(format!("freq_dim {} must be even", self.freq_dim)));
+            return Err(ConfigError::invalid(format!(
+                "freq_dim {} must be even",
+                self.freq_dim
+            )));
         }
         if self.attn_window == Some(0) {
             return Err(ConfigError::invalid("attn_window must be at least 1 frame"));
@@ -202,9 +214,15 @@ impl WanDitConfig {
                     linear_2: linear(d, d),
                 },
             },
-            blocks: (0..self.num_layers).map(|_| self.init_block(device)).collect(),
+            blocks: (0..self.num_layers)
+                .map(|_| self.init_block(device))
+                .collect(),
             scale_shift_table: Param::from_tensor(
-                Tensor::random([1, 2, d], burn::tensor::Distribution::Normal(0.0, 1.0), device) / (d as f64).sqrt(),
+                Tensor::random(
+                    [1, 2, d],
+                    burn::tensor::Distribution::Normal(0.0, 1.0),
+                    device,
+                ) / (d as f64).sqrt(),
             ),
             proj_out: linear(d, self.out_channels * p.iter().product::<usize>()),
             config: self.clone(),
@@ -225,13 +243,19 @@ impl WanDitConfig {
         };
         WanBlock {
             scale_shift_table: Param::from_tensor(
-                Tensor::random([1, 6, d], burn::tensor::Distribution::Normal(0.0, 1.0), device) / (d as f64).sqrt(),
+                Tensor::random(
+                    [1, 6, d],
+                    burn::tensor::Distribution::Normal(0.0, 1.0),
+                    device,
+                ) / (d as f64).sqrt(),
             ),
             attn1: attn(),
             attn2: attn(),
-            norm2: self
-                .cross_attn_norm
-                .then(|| AffineLayerNormConfig::new(d).with_eps(self.eps).init(device)),
+            norm2: self.cross_attn_norm.then(|| {
+                AffineLayerNormConfig::new(d)
+                    .with_eps(self.eps)
+                    .init(device)
+            }),
             ffn: FeedForward {
                 proj_in: linear(d, self.ffn_dim),
                 proj_out: linear(self.ffn_dim, d),
@@ -283,7 +307,8 @@ pub struct WanAttention<B: Backend> {
 impl<B: Backend> WanAttention<B> {
     fn split_heads(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
         let [b, n, d] = x.dims();
-        x.reshape([b, n, self.heads, d / self.heads]).swap_dims(1, 2)
+        x.reshape([b, n, self.heads, d / self.heads])
+            .swap_dims(1, 2)
     }
 
     fn merge_heads(x: Tensor<B, 4>) -> Tensor<B, 3> {
@@ -292,7 +317,12 @@ impl<B: Backend> WanAttention<B> {
     }
 
     /// Self-attention with RoPE, full or windowed according to `plan`.
-    pub fn forward_self(&self, x: Tensor<B, 3>, rope: (&Tensor<B, 2>, &Tensor<B, 2>), plan: &WindowPlan) -> Tensor<B, 3> {
+    pub fn forward_self(
+        &self,
+        x: Tensor<B, 3>,
+        rope: (&Tensor<B, 2>, &Tensor<B, 2>),
+        plan: &WindowPlan,
+    ) -> Tensor<B, 3> {
         let q = self.split_heads(self.norm_q.forward(self.to_q.forward(x.clone())));
         let k = self.split_heads(self.norm_k.forward(self.to_k.forward(x.clone())));
         let v = self.split_heads(self.to_v.forward(x));
@@ -422,7 +452,10 @@ impl<B: Backend> WanDit<B> {
     pub fn embed_timestep(&self, t: Tensor<B, 1>) -> (Tensor<B, 2>, Tensor<B, 3>) {
         let ce = &self.condition_embedder;
         let f = timestep_embedding(t, self.config.freq_dim, true, 0.0);
-        let temb = ce.time_embedder.linear_2.forward(silu(ce.time_embedder.linear_1.forward(f)));
+        let temb = ce
+            .time_embedder
+            .linear_2
+            .forward(silu(ce.time_embedder.linear_1.forward(f)));
         let tproj = ce.time_proj.forward(silu(temb.clone()));
         let [b, _] = tproj.dims();
         (temb, tproj.reshape([b, 6, self.dim()]))
@@ -453,10 +486,17 @@ impl<B: Backend> WanDit<B> {
     }
 
     /// Builds RoPE tables and window plans for the main grid plus optional extra tokens.
-    pub fn layout(&self, grid: [usize; 3], extra: Option<&ExtraTokens>, device: &B::Device) -> TokenLayout<B> {
+    pub fn layout(
+        &self,
+        grid: [usize; 3],
+        extra: Option<&ExtraTokens>,
+        device: &B::Device,
+    ) -> TokenLayout<B> {
         let [f, h, w] = grid;
         let mut positions = grid_positions(f, h, w);
-        let mut frames: Vec<usize> = (0..f).flat_map(|t| std::iter::repeat(t).take(h * w)).collect();
+        let mut frames: Vec<usize> = (0..f)
+            .flat_map(|t| std::iter::repeat(t).take(h * w))
+            .collect();
         if let Some(e) = extra {
             positions.extend_from_slice(&e.positions);
             frames.extend(e.frames.iter().map(|&t| t.min(f.saturating_sub(1))));
@@ -499,7 +539,13 @@ impl<B: Backend> WanDit<B> {
         text: Tensor<B, 3>,
     ) -> Tensor<B, 3> {
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, tproj.clone(), text.clone(), (&layout.cos, &layout.sin), layout.plan(i));
+            x = block.forward(
+                x,
+                tproj.clone(),
+                text.clone(),
+                (&layout.cos, &layout.sin),
+                layout.plan(i),
+            );
         }
         x
     }
@@ -507,8 +553,11 @@ impl<B: Backend> WanDit<B> {
     /// Output head on main tokens `[B, N, D]` → `[B, N, C_out·p_t·p_h·p_w]`.
     pub fn head(&self, x: Tensor<B, 3>, temb: Tensor<B, 2>) -> Tensor<B, 3> {
         let m = (self.scale_shift_table.val() + temb.unsqueeze_dim(1)).chunk(2, 1);
-        self.proj_out
-            .forward(modulate(layer_norm(x, self.config.eps), m[0].clone(), m[1].clone()))
+        self.proj_out.forward(modulate(
+            layer_norm(x, self.config.eps),
+            m[0].clone(),
+            m[1].clone(),
+        ))
     }
 
     /// `[B, N, C·p_t·p_h·p_w]` → `[B, C, F, H, W]` (diffusers' unpatchify, done at rank ≤ 6).
@@ -528,7 +577,12 @@ impl<B: Backend> WanDit<B> {
 
     /// Velocity prediction for latents `[B, C, F, H, W]` at timesteps `[B]` given text features
     /// `[B, L, text_dim]`.
-    pub fn forward(&self, x: Tensor<B, 5>, timestep: Tensor<B, 1>, text: Tensor<B, 3>) -> Tensor<B, 5> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 5>,
+        timestep: Tensor<B, 1>,
+        text: Tensor<B, 3>,
+    ) -> Tensor<B, 5> {
         let [_, _, f, h, w] = x.dims();
         let grid = self.patched_grid(f, h, w).unwrap_or_else(|e| panic!("{e}"));
         let layout = self.layout(grid, None, &x.device());
@@ -566,10 +620,22 @@ pub const DIFFUSERS_KEYS: &[KeyRule] = &[
 /// Apply these first, then [`DIFFUSERS_KEYS`]. Note the swap: original `norm3` (the affine
 /// cross-attention norm) is diffusers `norm2`.
 pub const ORIGINAL_WAN_KEYS: &[KeyRule] = &[
-    KeyRule::new("time_embedding.0", "condition_embedder.time_embedder.linear_1"),
-    KeyRule::new("time_embedding.2", "condition_embedder.time_embedder.linear_2"),
-    KeyRule::new("text_embedding.0", "condition_embedder.text_embedder.linear_1"),
-    KeyRule::new("text_embedding.2", "condition_embedder.text_embedder.linear_2"),
+    KeyRule::new(
+        "time_embedding.0",
+        "condition_embedder.time_embedder.linear_1",
+    ),
+    KeyRule::new(
+        "time_embedding.2",
+        "condition_embedder.time_embedder.linear_2",
+    ),
+    KeyRule::new(
+        "text_embedding.0",
+        "condition_embedder.text_embedder.linear_1",
+    ),
+    KeyRule::new(
+        "text_embedding.2",
+        "condition_embedder.text_embedder.linear_2",
+    ),
     KeyRule::new("time_projection.1", "condition_embedder.time_proj"),
     KeyRule::new("head.modulation", "scale_shift_table"),
     KeyRule::new("head.head", "proj_out"),
@@ -605,7 +671,11 @@ impl<B: Backend> WanDit<B> {
         let file = parse_safetensors(path)?;
         let names: Vec<String> = file.tensors().into_iter().map(|(k, _)| k).collect();
         let rules: Vec<KeyRule> = if is_original_wan_layout(names.iter().map(String::as_str)) {
-            ORIGINAL_WAN_KEYS.iter().chain(DIFFUSERS_KEYS).copied().collect()
+            ORIGINAL_WAN_KEYS
+                .iter()
+                .chain(DIFFUSERS_KEYS)
+                .copied()
+                .collect()
         } else {
             DIFFUSERS_KEYS.to_vec()
         };

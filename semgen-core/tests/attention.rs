@@ -25,10 +25,25 @@ fn window_at_least_sequence_equals_full_attention() {
     let d = Default::default();
     let frames = token_frames(6, 4, &[0, 3, 5]);
     for (tw, shifted) in [(6, false), (6, true), (9, true)] {
-        let plan = WindowPlan::new(&frames, 6, AttentionMode::Window { frames: tw, shifted });
+        let plan = WindowPlan::new(
+            &frames,
+            6,
+            AttentionMode::Window {
+                frames: tw,
+                shifted,
+            },
+        );
         assert!(plan.is_full());
         // and numerically: windowed == unmasked full attention
-        windowed_matches_masked_reference::<B>(&d, &frames, 6, AttentionMode::Window { frames: tw, shifted });
+        windowed_matches_masked_reference::<B>(
+            &d,
+            &frames,
+            6,
+            AttentionMode::Window {
+                frames: tw,
+                shifted,
+            },
+        );
     }
 }
 
@@ -90,7 +105,25 @@ proptest! {
 #[test]
 fn odd_layers_shift_in_the_dit() {
     let cfg = semgen_core::wan_dit::WanDitConfig::tiny().with_attn_window(Some(4));
-    assert_eq!(cfg.attention_mode(0), AttentionMode::Window { frames: 4, shifted: false });
-    assert_eq!(cfg.attention_mode(1), AttentionMode::Window { frames: 4, shifted: true });
-    assert_eq!(cfg.attention_mode(2), AttentionMode::Window { frames: 4, shifted: false });
+    assert_eq!(
+        cfg.attention_mode(0),
+        AttentionMode::Window {
+            frames: 4,
+            shifted: false
+        }
+    );
+    assert_eq!(
+        cfg.attention_mode(1),
+        AttentionMode::Window {
+            frames: 4,
+            shifted: true
+        }
+    );
+    assert_eq!(
+        cfg.attention_mode(2),
+        AttentionMode::Window {
+            frames: 4,
+            shifted: false
+        }
+    );
 }

@@ -17,8 +17,21 @@ fn wgpu_attention_and_dit() {
     fused_matches_reference::<B>(&d, 2, 2, 17, 17, 16);
     let frames = token_frames(7, 3, &[0, 2, 4, 6]);
     for shifted in [false, true] {
-        windowed_matches_masked_reference::<B>(&d, &frames, 7, AttentionMode::Window { frames: 3, shifted });
+        windowed_matches_masked_reference::<B>(
+            &d,
+            &frames,
+            7,
+            AttentionMode::Window { frames: 3, shifted },
+        );
     }
-    windowed_matches_masked_reference::<B>(&d, &frames, 7, AttentionMode::Window { frames: 7, shifted: true });
+    windowed_matches_masked_reference::<B>(
+        &d,
+        &frames,
+        7,
+        AttentionMode::Window {
+            frames: 7,
+            shifted: true,
+        },
+    );
     wan_dit_parity::<B>(&d);
 }

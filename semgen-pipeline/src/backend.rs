@@ -19,8 +19,13 @@ use semgen_core::device::DeviceSpec;
 /// Why a device cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("device '{device}' is not compiled into this binary: rebuild with `--features {feature}`")]
-    NotCompiled { device: String, feature: &'static str },
+    #[error(
+        "device '{device}' is not compiled into this binary: rebuild with `--features {feature}`"
+    )]
+    NotCompiled {
+        device: String,
+        feature: &'static str,
+    },
     #[error("device '{device}' is not available on this machine: {reason}")]
     Unavailable { device: String, reason: String },
 }
@@ -110,7 +115,10 @@ pub fn dispatch<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output, 
 }
 
 /// Runs `task` on the requested device with autodiff.
-pub fn dispatch_autodiff<T: AutodiffTask>(spec: DeviceSpec, task: T) -> Result<T::Output, BackendError> {
+pub fn dispatch_autodiff<T: AutodiffTask>(
+    spec: DeviceSpec,
+    task: T,
+) -> Result<T::Output, BackendError> {
     match spec {
         DeviceSpec::Cpu => Ok(task.run::<Autodiff<burn::backend::NdArray>>(Default::default())),
         #[cfg(feature = "wgpu")]

@@ -39,7 +39,10 @@ fn targets(path: &Path) -> Result<Vec<Target>> {
         if path.extension().is_some_and(|e| e == "safetensors") {
             return Ok(vec![Target::Schedulers(path.to_path_buf())]);
         }
-        bail!("{} is a file but not a scheduler fixture (*.safetensors)", path.display());
+        bail!(
+            "{} is a file but not a scheduler fixture (*.safetensors)",
+            path.display()
+        );
     }
     if !path.is_dir() {
         bail!("{} does not exist", path.display());
@@ -91,7 +94,10 @@ impl BackendTask for RunTarget<'_> {
     }
 }
 
-fn run_component<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<ParityRow>, anyhow::Error> {
+fn run_component<B: Backend>(
+    fx: &Fixture,
+    device: &B::Device,
+) -> Result<Vec<ParityRow>, anyhow::Error> {
     let rows: Result<Vec<ParityRow>, FixtureError> = match fx.manifest.component.as_str() {
         "wan_dit" => semgen_core::parity::run_wan_dit::<B>(fx, device),
         other => bail!(
@@ -126,7 +132,10 @@ pub fn run(args: ParityArgs) -> Result<()> {
                 (false, true) => "ok (intermediate)",
                 (false, false) => "differs (intermediate)",
             };
-            println!("  {:<24} max|err| {:>10.3e}  atol {:.0e}  {verdict}", c.name, c.max_abs_err, c.atol);
+            println!(
+                "  {:<24} max|err| {:>10.3e}  atol {:.0e}  {verdict}",
+                c.name, c.max_abs_err, c.atol
+            );
             if r.gating && !c.passed() {
                 failed += 1;
             }

@@ -17,8 +17,19 @@ fn randn<B: Backend>(shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
 }
 
 /// Fused attention equals the plain reference within 1e-5.
-pub fn fused_matches_reference<B: Backend>(device: &B::Device, b: usize, h: usize, n: usize, m: usize, d: usize) {
-    let (q, k, v) = (randn::<B>([b, h, n, d], device), randn::<B>([b, h, m, d], device), randn::<B>([b, h, m, d], device));
+pub fn fused_matches_reference<B: Backend>(
+    device: &B::Device,
+    b: usize,
+    h: usize,
+    n: usize,
+    m: usize,
+    d: usize,
+) {
+    let (q, k, v) = (
+        randn::<B>([b, h, n, d], device),
+        randn::<B>([b, h, m, d], device),
+        randn::<B>([b, h, m, d], device),
+    );
     let want = reference_attention(q.clone(), k.clone(), v.clone(), None);
     let got = sdpa(q, k, v);
     got.into_data()
@@ -27,18 +38,31 @@ pub fn fused_matches_reference<B: Backend>(device: &B::Device, b: usize, h: usiz
 
 /// Frame index of each token: `frames` frames of `spatial` tokens, then extra tokens.
 pub fn token_frames(frames: usize, spatial: usize, extra: &[usize]) -> Vec<usize> {
-    let mut f: Vec<usize> = (0..frames).flat_map(|t| std::iter::repeat(t).take(spatial)).collect();
+    let mut f: Vec<usize> = (0..frames)
+        .flat_map(|t| std::iter::repeat(t).take(spatial))
+        .collect();
     f.extend_from_slice(extra);
     f
 }
 
 /// Windowed attention equals full attention restricted by the plan's window mask.
-pub fn windowed_matches_masked_reference<B: Backend>(device: &B::Device, frames: &[usize], num_frames: usize, mode: AttentionMode) {
+pub fn windowed_matches_masked_reference<B: Backend>(
+    device: &B::Device,
+    frames: &[usize],
+    num_frames: usize,
+    mode: AttentionMode,
+) {
     let n = frames.len();
     let plan = WindowPlan::new(frames, num_frames, mode);
-    let (q, k, v) = (randn::<B>([1, 2, n, 8], device), randn::<B>([1, 2, n, 8], device), randn::<B>([1, 2, n, 8], device));
+    let (q, k, v) = (
+        randn::<B>([1, 2, n, 8], device),
+        randn::<B>([1, 2, n, 8], device),
+        randn::<B>([1, 2, n, 8], device),
+    );
     let mask: Vec<bool> = (0..n * n).map(|x| !plan.allowed(x / n, x % n)).collect();
-    let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(mask, [n, n]), device).reshape([1, 1, n, n]).expand([1, 2, n, n]);
+    let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(mask, [n, n]), device)
+        .reshape([1, 1, n, n])
+        .expand([1, 2, n, n]);
     let want = reference_attention(q.clone(), k.clone(), v.clone(), Some(mask));
     plan.attend(q, k, v)
         .into_data()
