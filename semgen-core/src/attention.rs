@@ -83,6 +83,8 @@ fn window_of(t: usize, frames: usize, shift: usize) -> usize {
 pub struct WindowPlan {
     /// Groups of windows with the same token count: (window length, token indices window-major).
     groups: Vec<(usize, Vec<usize>)>,
+    /// Window ids of each group, in the order their tokens appear in `groups`.
+    group_windows: Vec<Vec<usize>>,
     /// Position in the concatenated group output of each original token.
     inverse: Vec<usize>,
     /// Window id of every token (for inspection and tests).
@@ -101,16 +103,23 @@ impl WindowPlan {
                 (frames, if shifted { frames / 2 } else { 0 })
             }
         };
-        let window_ids: Vec<usize> = token_frames
-            .iter()
-            .map(|&t| {
-                if frames == usize::MAX {
-                    0
-                } else {
-                    window_of(t, frames, shift)
-                }
-            })
-            .collect();
+        Self::from_ids(
+            token_frames
+                .iter()
+                .map(|&t| {
+                    if frames == usize::MAX {
+                        0
+                    } else {
+                        window_of(t, frames, shift)
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// A plan from an explicit group id per token (windows, or prompt segments for per-segment
+    /// cross-attention). Empty ids are allowed; a group may be empty.
+    pub fn from_ids(window_ids: Vec<usize>) -> Self {
         let n_windows = window_ids.iter().copied().max().map_or(0, |m| m + 1);
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_windows];
         for (i, &w) in window_ids.iter().enumerate() {
@@ -118,13 +127,24 @@ impl WindowPlan {
         }
         // Group windows by size, keeping window order inside each group.
         let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-        for m in members.into_iter().filter(|m| !m.is_empty()) {
-            match groups.iter_mut().find(|(len, _)| *len == m.len()) {
-                Some((_, idx)) => idx.extend(m),
-                None => groups.push((m.len(), m)),
+        let mut group_windows: Vec<Vec<usize>> = Vec::new();
+        for (w, m) in members
+            .into_iter()
+            .enumerate()
+            .filter(|(_, m)| !m.is_empty())
+        {
+            match groups.iter().position(|(len, _)| *len == m.len()) {
+                Some(g) => {
+                    groups[g].1.extend(m);
+                    group_windows[g].push(w);
+                }
+                None => {
+                    groups.push((m.len(), m));
+                    group_windows.push(vec![w]);
+                }
             }
         }
-        let mut inverse = vec![0; token_frames.len()];
+        let mut inverse = vec![0; window_ids.len()];
         let mut pos = 0;
         for (_, idx) in &groups {
             for &i in idx {
@@ -134,6 +154,7 @@ impl WindowPlan {
         }
         Self {
             groups,
+            group_windows,
             inverse,
             window_ids,
         }
@@ -191,6 +212,46 @@ impl WindowPlan {
         }
         let cat = Tensor::cat(outs, 2);
         cat.select(2, index_tensor::<B>(&self.inverse, &device))
+    }
+}
+
+impl WindowPlan {
+    /// Cross-attention where the tokens of window `w` attend to their own context: `q` is
+    /// `[B, H, N, D]`, `k`/`v` are `[B·W, H, L, D]` (window-major within each batch element, `W`
+    /// = number of window ids). Used for per-segment prompts: segment `s`'s tokens see only
+    /// segment `s`'s text.
+    pub fn attend_cross<B: Backend>(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> Tensor<B, 4> {
+        let [b, h, _, d] = q.dims();
+        let [bw, _, l, _] = k.dims();
+        let w_total = bw / b;
+        let device = q.device();
+        let k = k.reshape([b, w_total, h, l, d]);
+        let v = v.reshape([b, w_total, h, l, d]);
+        let mut outs = Vec::with_capacity(self.groups.len());
+        for ((len, idx), wins) in self.groups.iter().zip(&self.group_windows) {
+            let nw = wins.len();
+            let qi = index_tensor::<B>(idx, &device);
+            let wi = index_tensor::<B>(wins, &device);
+            let qb = q
+                .clone()
+                .select(2, qi)
+                .reshape([b, h, nw, *len, d])
+                .swap_dims(1, 2)
+                .reshape([b * nw, h, *len, d]);
+            let ctx = |t: &Tensor<B, 5>| t.clone().select(1, wi.clone()).reshape([b * nw, h, l, d]);
+            let o = sdpa(qb, ctx(&k), ctx(&v));
+            outs.push(
+                o.reshape([b, nw, h, *len, d])
+                    .swap_dims(1, 2)
+                    .reshape([b, h, nw * len, d]),
+            );
+        }
+        Tensor::cat(outs, 2).select(2, index_tensor::<B>(&self.inverse, &device))
     }
 }
 

@@ -58,7 +58,7 @@ pub fn run_wan_dit<B: Backend>(
         b.forward(
             tokens,
             tproj.clone(),
-            text_emb.clone(),
+            &crate::wan_dit::TextCondition::Shared(text_emb.clone()),
             (&layout.cos, &layout.sin),
             layout.plan(0),
         )

@@ -341,6 +341,38 @@ impl<B: Backend> WanAttention<B> {
     }
 }
 
+impl<B: Backend> WanAttention<B> {
+    /// Per-segment cross-attention: `text` is `[B, S, L, D]` (embedded), and the tokens of
+    /// segment `s` (per `plan`) attend only to `text[:, s]`.
+    pub fn forward_cross_segmented(
+        &self,
+        x: Tensor<B, 3>,
+        text: Tensor<B, 4>,
+        plan: &WindowPlan,
+    ) -> Tensor<B, 3> {
+        let [b, s, l, d] = text.dims();
+        let ctx = text.reshape([b * s, l, d]);
+        let q = self.split_heads(self.norm_q.forward(self.to_q.forward(x)));
+        let k = self.split_heads(self.norm_k.forward(self.to_k.forward(ctx.clone())));
+        let v = self.split_heads(self.to_v.forward(ctx));
+        self.to_out
+            .forward(Self::merge_heads(plan.attend_cross(q, k, v)))
+    }
+}
+
+/// The text a block's cross-attention reads (already embedded to width `D`).
+#[derive(Debug, Clone)]
+pub enum TextCondition<B: Backend> {
+    /// One prompt for every token: `[B, L, D]`.
+    Shared(Tensor<B, 3>),
+    /// One prompt per segment (long "story" videos): `[B, S, L, D]`; `plan` assigns each token to
+    /// its segment (see [`TokenLayout::segment_plan`]).
+    Segmented {
+        text: Tensor<B, 4>,
+        plan: std::sync::Arc<WindowPlan>,
+    },
+}
+
 /// GELU-tanh feed-forward (`ffn.net.0.proj`, `ffn.net.2` upstream).
 #[derive(Module, Debug)]
 pub struct FeedForward<B: Backend> {
@@ -377,7 +409,7 @@ impl<B: Backend> WanBlock<B> {
         &self,
         x: Tensor<B, 3>,
         tproj: Tensor<B, 3>,
-        text: Tensor<B, 3>,
+        text: &TextCondition<B>,
         rope: (&Tensor<B, 2>, &Tensor<B, 2>),
         plan: &WindowPlan,
     ) -> Tensor<B, 3> {
@@ -388,7 +420,13 @@ impl<B: Backend> WanBlock<B> {
             Some(n) => n.forward(x.clone()),
             None => x.clone(),
         };
-        let x = x.clone() + self.attn2.forward_cross(h, text);
+        let cross = match text {
+            TextCondition::Shared(t) => self.attn2.forward_cross(h, t.clone()),
+            TextCondition::Segmented { text, plan } => {
+                self.attn2.forward_cross_segmented(h, text.clone(), plan)
+            }
+        };
+        let x = x.clone() + cross;
         let h = modulate(layer_norm(x.clone(), self.eps), m[3].clone(), m[4].clone());
         x + self.ffn.forward(h) * m[5].clone()
     }
@@ -423,6 +461,8 @@ pub struct TokenLayout<B: Backend> {
     pub main_tokens: usize,
     /// The patched grid `(f, h, w)`.
     pub grid: [usize; 3],
+    /// Main-grid frame of every token (main tokens, then extra tokens).
+    pub frames: Vec<usize>,
 }
 
 impl<B: Backend> TokenLayout<B> {
@@ -432,6 +472,23 @@ impl<B: Backend> TokenLayout<B> {
 
     pub fn num_tokens(&self) -> usize {
         self.cos.dims()[0]
+    }
+
+    /// Assigns tokens to prompt segments by frame: segment `s` holds frames
+    /// `[s·frames_per_segment, (s+1)·frames_per_segment)` (the last segment takes any rest, up
+    /// to `segments − 1`).
+    pub fn segment_plan(
+        &self,
+        frames_per_segment: usize,
+        segments: usize,
+    ) -> std::sync::Arc<WindowPlan> {
+        let fps = frames_per_segment.max(1);
+        let ids = self
+            .frames
+            .iter()
+            .map(|&f| (f / fps).min(segments.saturating_sub(1)))
+            .collect();
+        std::sync::Arc::new(WindowPlan::from_ids(ids))
     }
 }
 
@@ -527,6 +584,7 @@ impl<B: Backend> WanDit<B> {
             plans,
             main_tokens: f * h * w,
             grid,
+            frames,
         }
     }
 
@@ -536,18 +594,25 @@ impl<B: Backend> WanDit<B> {
         mut x: Tensor<B, 3>,
         layout: &TokenLayout<B>,
         tproj: Tensor<B, 3>,
-        text: Tensor<B, 3>,
+        text: &TextCondition<B>,
     ) -> Tensor<B, 3> {
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(
                 x,
                 tproj.clone(),
-                text.clone(),
+                text,
                 (&layout.cos, &layout.sin),
                 layout.plan(i),
             );
         }
         x
+    }
+
+    /// Per-segment text features `[B, S, L, text_dim]` → `[B, S, L, D]`.
+    pub fn embed_segment_text(&self, text: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, s, l, c] = text.dims();
+        let e = self.embed_text(text.reshape([b * s, l, c]));
+        e.reshape([b, s, l, self.dim()])
     }
 
     /// Output head on main tokens `[B, N, D]` → `[B, N, C_out·p_t·p_h·p_w]`.
@@ -599,8 +664,8 @@ impl<B: Backend> WanDit<B> {
     ) -> Tensor<B, 5> {
         let tokens = self.patchify(x);
         let (temb, tproj) = self.embed_timestep(timestep);
-        let text = self.embed_text(text);
-        let out = self.forward_tokens(tokens, layout, tproj, text);
+        let text = TextCondition::Shared(self.embed_text(text));
+        let out = self.forward_tokens(tokens, layout, tproj, &text);
         self.unpatchify(self.head(out, temb), layout.grid)
     }
 }
