@@ -1,0 +1,260 @@
+//! Refiner behaviour: controls equal the backbone, windows, in-context semantic tokens, CFG
+//! dropout, the training loss and sampling.
+
+use burn::backend::{Autodiff, NdArray};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::{Distribution, Tolerance};
+use rand::SeedableRng;
+use semgen_core::attention::AttentionMode;
+use semgen_core::sampling::{sample, Control, FlowMatchEuler, StepInfo};
+use semgen_core::wan_dit::WanDitConfig;
+use semgen_refiner::geometry::SemanticGeometry;
+use semgen_refiner::refiner::{
+    RefinerBatch, RefinerConfig, RefinerDenoiser, RefinerGuidance, SemanticInput,
+};
+use semgen_refiner::RefinerError;
+
+type B = NdArray;
+
+fn dit() -> WanDitConfig {
+    WanDitConfig {
+        in_channels: 4,
+        out_channels: 4,
+        ..WanDitConfig::tiny()
+    }
+}
+
+fn randn<const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+}
+
+fn close(a: Tensor<B, 5>, b: Tensor<B, 5>) {
+    a.into_data()
+        .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-6));
+}
+
+#[test]
+fn base_ct_is_exactly_the_backbone() {
+    let d = Default::default();
+    let model = RefinerConfig::base_ct(dit()).init::<B>(&d).unwrap();
+    assert!(model.sem_proj.is_none());
+    let (x, t, c) = (
+        randn([1, 4, 3, 8, 8]),
+        Tensor::<B, 1>::from_floats([400.0], &d),
+        randn([1, 5, 16]),
+    );
+    let layout = model.layout([3, 8, 8], None, &d).unwrap();
+    let got = model.forward(
+        x.clone(),
+        t.clone(),
+        c.clone(),
+        SemanticInput::None,
+        &layout,
+    );
+    close(got, model.dit.forward(x, t, c));
+    // Base-CT-Swin is the windowed version of the same model.
+    let swin = RefinerConfig::base_ct_swin(dit(), 2);
+    assert_eq!(
+        swin.dit.attention_mode(1),
+        AttentionMode::Window {
+            frames: 2,
+            shifted: true
+        }
+    );
+    assert_eq!(swin.semantic_dim, 0);
+}
+
+#[test]
+fn layouts_refuse_mismatched_semantic_inputs() {
+    let d = Default::default();
+    let ct = RefinerConfig::base_ct(dit()).init::<B>(&d).unwrap();
+    assert_eq!(
+        ct.layout([3, 8, 8], Some([1, 2, 2]), &d).unwrap_err(),
+        RefinerError::UnexpectedSemantic
+    );
+    let sg = RefinerConfig::semanticgen(dit(), 8, SemanticGeometry::shapes())
+        .init::<B>(&d)
+        .unwrap();
+    assert_eq!(
+        sg.layout([3, 8, 8], None, &d).unwrap_err(),
+        RefinerError::MissingSemantic
+    );
+    assert!(matches!(
+        sg.layout([3, 7, 8], Some([1, 2, 2]), &d),
+        Err(RefinerError::Config(_))
+    ));
+    assert!(matches!(
+        sg.check_semantic(&randn([1, 4, 1, 2, 2])),
+        Err(RefinerError::SemanticChannels {
+            expected: 8,
+            found: 4
+        })
+    ));
+    let bad = RefinerConfig::semanticgen(dit(), 8, SemanticGeometry::shapes()).with_text_drop(1.5);
+    assert!(bad.init::<B>(&d).is_err());
+}
+
+#[test]
+fn semantic_tokens_condition_and_null_token_ignores_them() {
+    let d = Default::default();
+    let model = RefinerConfig::semanticgen(dit(), 8, SemanticGeometry::shapes())
+        .init::<B>(&d)
+        .unwrap();
+    let (x, t, c) = (
+        randn([2, 4, 5, 8, 8]),
+        Tensor::<B, 1>::from_floats([400.0, 600.0], &d),
+        randn([2, 5, 16]),
+    );
+    let layout = model.layout([5, 8, 8], Some([3, 4, 4]), &d).unwrap();
+    assert_eq!(layout.num_tokens(), 5 * 16 + 3 * 16);
+    let (za, zb) = (randn([2, 8, 3, 4, 4]), randn([2, 8, 3, 4, 4]));
+    let run = |z: Tensor<B, 5>, keep: Option<Tensor<B, 1>>| {
+        model.forward(
+            x.clone(),
+            t.clone(),
+            c.clone(),
+            SemanticInput::Tokens { z_sem: z, keep },
+            &layout,
+        )
+    };
+    let (ya, yb) = (run(za.clone(), None), run(zb.clone(), None));
+    assert_eq!(ya.dims(), [2, 4, 5, 8, 8]);
+    assert!(
+        (ya - yb).abs().max().into_scalar() > 1e-4,
+        "z_sem has no effect"
+    );
+    let zero = Tensor::<B, 1>::zeros([2], &d);
+    close(run(za, Some(zero.clone())), run(zb, Some(zero)));
+}
+
+#[test]
+fn window_covering_the_clip_equals_full_attention_with_semantic_tokens() {
+    let d = Default::default();
+    let full = RefinerConfig::semanticgen(dit(), 8, SemanticGeometry::shapes())
+        .init::<B>(&d)
+        .unwrap();
+    let (x, t, c, z) = (
+        randn([1, 4, 5, 8, 8]),
+        Tensor::<B, 1>::from_floats([300.0], &d),
+        randn([1, 5, 16]),
+        randn([1, 8, 3, 4, 4]),
+    );
+    let lf = full.layout([5, 8, 8], Some([3, 4, 4]), &d).unwrap();
+    let want = full.forward(
+        x.clone(),
+        t.clone(),
+        c.clone(),
+        SemanticInput::tokens(z.clone()),
+        &lf,
+    );
+    let mut windowed = full.clone();
+    windowed.dit.config = windowed.dit.config.clone().with_attn_window(Some(5));
+    let lw = windowed.layout([5, 8, 8], Some([3, 4, 4]), &d).unwrap();
+    close(
+        windowed.forward(
+            x.clone(),
+            t.clone(),
+            c.clone(),
+            SemanticInput::tokens(z.clone()),
+            &lw,
+        ),
+        want.clone(),
+    );
+    // With short windows, semantic tokens of the last frames do not reach the first frame.
+    windowed.dit.config = windowed.dit.config.clone().with_attn_window(Some(2));
+    let lw = windowed.layout([5, 8, 8], Some([3, 4, 4]), &d).unwrap();
+    let z2 = z
+        .clone()
+        .slice_assign([0..1, 0..8, 2..3, 0..4, 0..4], randn([1, 8, 1, 4, 4]));
+    let a = windowed.forward(
+        x.clone(),
+        t.clone(),
+        c.clone(),
+        SemanticInput::tokens(z),
+        &lw,
+    );
+    let b = windowed.forward(x, t, c, SemanticInput::tokens(z2), &lw);
+    let first = |y: Tensor<B, 5>| y.slice([0..1, 0..4, 0..1, 0..8, 0..8]);
+    close(first(a.clone()), first(b.clone()));
+    assert!((a - b).abs().max().into_scalar() > 1e-4);
+}
+
+#[test]
+fn training_loss_is_seeded_and_decreases() {
+    type AB = Autodiff<B>;
+    let d = Default::default();
+    let cfg = RefinerConfig::semanticgen(dit(), 8, SemanticGeometry::shapes());
+    let mut model = cfg.init::<AB>(&d).unwrap();
+    let layout = model.layout([5, 8, 8], Some([3, 4, 4]), &d).unwrap();
+    let batch = RefinerBatch {
+        latents: Tensor::<AB, 5>::random([2, 4, 5, 8, 8], Distribution::Normal(0.0, 1.0), &d),
+        z_sem: Some(Tensor::<AB, 5>::random(
+            [2, 8, 3, 4, 4],
+            Distribution::Normal(0.0, 1.0),
+            &d,
+        )),
+        text: Tensor::<AB, 3>::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &d),
+    };
+    let loss_at = |m: &semgen_refiner::refiner::Refiner<AB>, seed: u64| {
+        m.training_loss(
+            batch.clone(),
+            &layout,
+            &mut rand::rngs::StdRng::seed_from_u64(seed),
+        )
+        .into_scalar()
+    };
+    assert_eq!(loss_at(&model, 3), loss_at(&model, 3));
+    assert_ne!(loss_at(&model, 3), loss_at(&model, 4));
+    let mut optim = AdamWConfig::new().init();
+    let before: f32 = (0..4).map(|s| loss_at(&model, 100 + s)).sum();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    for _ in 0..8 {
+        let loss = model.training_loss(batch.clone(), &layout, &mut rng);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(2e-3, model, grads);
+    }
+    let after: f32 = (0..4).map(|s| loss_at(&model, 100 + s)).sum();
+    assert!(after < before, "loss did not decrease: {before} -> {after}");
+}
+
+#[test]
+fn sampling_with_guidance_is_deterministic_and_reduces_to_one_pass() {
+    let d = Default::default();
+    let model = RefinerConfig::semanticgen(dit(), 8, SemanticGeometry::shapes())
+        .init::<B>(&d)
+        .unwrap();
+    let layout = model.layout([5, 8, 8], Some([3, 4, 4]), &d).unwrap();
+    let (c, z) = (randn([1, 5, 16]), randn([1, 8, 3, 4, 4]));
+    let noise = randn([1, 4, 5, 8, 8]);
+    let run = |g: RefinerGuidance| {
+        let den = RefinerDenoiser::new(&model, &layout, c.clone(), Some(z.clone()), g);
+        let mut sched = FlowMatchEuler::new(3, 3.0);
+        sample::<B, 5>(
+            &den,
+            &mut sched,
+            noise.clone(),
+            &mut |_: &StepInfo, _: &Tensor<B, 5>| Control::Continue,
+        )
+        .unwrap()
+    };
+    let guided = RefinerGuidance {
+        text: 4.0,
+        semantic: 2.0,
+    };
+    close(run(guided), run(guided));
+    // g_t = g_s = 1 is a plain conditional pass.
+    let den = RefinerDenoiser::new(
+        &model,
+        &layout,
+        c.clone(),
+        Some(z.clone()),
+        RefinerGuidance::default(),
+    );
+    let t = Tensor::<B, 1>::from_floats([500.0], &d);
+    use semgen_core::sampling::Denoiser;
+    close(
+        den.velocity(noise.clone(), 500.0, 0.5),
+        model.forward(noise, t, c, SemanticInput::tokens(z), &layout),
+    );
+}
