@@ -164,7 +164,7 @@ pub struct VideoFolderDataset {
 impl VideoFolderDataset {
     /// Reads `root/captions.jsonl`, checking every line and that every video exists.
     pub fn open(root: &Path, config: VideoFolderConfig) -> Result<Self> {
-        if config.frames == 0 || (config.frames - 1) % 4 != 0 {
+        if config.frames == 0 || !(config.frames - 1).is_multiple_of(4) {
             return Err(DataError::Config(format!(
                 "frames must be 1 + 4k, got {}",
                 config.frames

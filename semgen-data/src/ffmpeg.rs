@@ -146,7 +146,7 @@ pub(crate) fn encode_h264(video: &Video, path: &Path, fps: f64, crf: u8) -> Resu
     if crf > 51 {
         return Err(DataError::Config(format!("crf must be 0..=51, got {crf}")));
     }
-    if video.height() % 2 != 0 || video.width() % 2 != 0 {
+    if !video.height().is_multiple_of(2) || !video.width().is_multiple_of(2) {
         return Err(DataError::InvalidVideo(format!(
             "H.264 with yuv420p needs even sizes, got {}x{}",
             video.height(),

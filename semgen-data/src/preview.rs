@@ -5,7 +5,6 @@
 //! (one row of evenly spaced frames per clip).
 
 use std::fs;
-use std::io::Write;
 use std::path::PathBuf;
 
 use serde::Serialize;

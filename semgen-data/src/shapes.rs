@@ -141,7 +141,7 @@ impl WorldConfig {
     /// Checks the geometry rules of the spec.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(DataError::Config(m));
-        if self.frames == 0 || (self.frames - 1) % 4 != 0 {
+        if self.frames == 0 || !(self.frames - 1).is_multiple_of(4) {
             return bad(format!("frames must be 1 + 4k, got {}", self.frames));
         }
         for (name, v) in [("height", self.height), ("width", self.width)] {
@@ -164,7 +164,7 @@ impl WorldConfig {
                 self.max_objects
             ));
         }
-        if self.segment_frames == 0 || self.segment_frames % 4 != 0 {
+        if self.segment_frames == 0 || !self.segment_frames.is_multiple_of(4) {
             return bad(format!(
                 "segment_frames must be a positive multiple of 4, got {}",
                 self.segment_frames
@@ -337,8 +337,8 @@ pub struct ShapesWorld {
 }
 
 /// RNG purposes, so that streams for different uses never coincide.
-const PURPOSE_SHORT: u64 = 0x5348_4F52_54; // "SHORT"
-const PURPOSE_STORY: u64 = 0x53_544F_5259; // "STORY"
+const PURPOSE_SHORT: u64 = 0x53_48_4F_52_54; // "SHORT"
+const PURPOSE_STORY: u64 = 0x53_54_4F_52_59; // "STORY"
 
 /// Most attempts at placing objects before giving up with an error.
 const PLACEMENT_ATTEMPTS: usize = 10_000;
@@ -790,11 +790,11 @@ mod tests {
             a / (r * r)
         };
         let expected = [
-            (Shape::Circle, 3.14159),
+            (Shape::Circle, std::f64::consts::PI),
             (Shape::Square, 4.0),
             (Shape::Triangle, 3.0 * 1.732_05 / 4.0),
             (Shape::Diamond, 2.0),
-            (Shape::Ring, 3.14159 * (1.0 - 0.3025)),
+            (Shape::Ring, std::f64::consts::PI * (1.0 - 0.3025)),
             (Shape::Cross, 1.44),
         ];
         for (shape, k) in expected {

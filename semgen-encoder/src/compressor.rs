@@ -60,7 +60,9 @@ impl CompressorConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.d_in == 0 || self.hidden == 0 || self.d_out == Some(0) {
-            return Err(ConfigError::invalid("compressor dimensions must be positive"));
+            return Err(ConfigError::invalid(
+                "compressor dimensions must be positive",
+            ));
         }
         if !(self.kl_weight.is_finite() && self.kl_weight >= 0.0) {
             return Err(ConfigError::invalid(format!(
@@ -119,14 +121,21 @@ impl<B: Backend, const D: usize> CompressorOutput<B, D> {
 
 /// KL of a diagonal Gaussian to N(0, I), summed over the last axis and averaged over the rest:
 /// `½·Σ(μ² + exp(logvar) − 1 − logvar)`.
-pub fn kl_to_standard_normal<B: Backend, const D: usize>(mean: Tensor<B, D>, logvar: Tensor<B, D>) -> Tensor<B, 1> {
+pub fn kl_to_standard_normal<B: Backend, const D: usize>(
+    mean: Tensor<B, D>,
+    logvar: Tensor<B, D>,
+) -> Tensor<B, 1> {
     let per = (mean.powf_scalar(2.0) + logvar.clone().exp() - 1.0 - logvar) * 0.5;
     per.sum_dim(D - 1).mean()
 }
 
 /// Standard-normal noise of `shape` from a seeded host RNG (Box–Muller), identical on every
 /// backend.
-pub fn seeded_normal<B: Backend, const D: usize>(shape: [usize; D], seed: u64, device: &B::Device) -> Tensor<B, D> {
+pub fn seeded_normal<B: Backend, const D: usize>(
+    shape: [usize; D],
+    seed: u64,
+    device: &B::Device,
+) -> Tensor<B, D> {
     let n: usize = shape.iter().product();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut v = Vec::with_capacity(n + 1);
@@ -149,7 +158,10 @@ impl<B: Backend> Compressor<B> {
         match (&self.fc1, &self.fc2, self.config.d_out) {
             (Some(fc1), Some(fc2), Some(d_out)) => {
                 let h = fc2.forward(gelu_erf(fc1.forward(x)));
-                (h.clone().narrow(D - 1, 0, d_out), h.narrow(D - 1, d_out, d_out))
+                (
+                    h.clone().narrow(D - 1, 0, d_out),
+                    h.narrow(D - 1, d_out, d_out),
+                )
             }
             _ => {
                 let z = x.zeros_like();
@@ -165,7 +177,11 @@ impl<B: Backend> Compressor<B> {
 
     /// Posterior, reparameterised sample with the given standard-normal `noise` (same shape as
     /// the output), and KL.
-    pub fn forward_with_noise<const D: usize>(&self, x: Tensor<B, D>, noise: Tensor<B, D>) -> CompressorOutput<B, D> {
+    pub fn forward_with_noise<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        noise: Tensor<B, D>,
+    ) -> CompressorOutput<B, D> {
         let (mean, logvar) = self.posterior(x);
         let device = mean.device();
         let (sample, kl) = if self.config.d_out.is_none() {
@@ -188,7 +204,11 @@ impl<B: Backend> Compressor<B> {
     }
 
     /// Like [`Self::forward_with_noise`] with noise from a seeded RNG.
-    pub fn forward_seeded<const D: usize>(&self, x: Tensor<B, D>, seed: u64) -> CompressorOutput<B, D> {
+    pub fn forward_seeded<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        seed: u64,
+    ) -> CompressorOutput<B, D> {
         let mut shape = x.dims();
         shape[D - 1] = self.config.out_dim();
         let noise = seeded_normal::<B, D>(shape, seed, &x.device());
@@ -203,7 +223,7 @@ mod tests {
     use burn::tensor::{Distribution, Tolerance};
     type TB = NdArray;
 
-    fn features(d: &<TB as Backend>::Device) -> Tensor<TB, 3> {
+    fn features(d: &burn::backend::ndarray::NdArrayDevice) -> Tensor<TB, 3> {
         Tensor::<TB, 3>::random([2, 5, 48], Distribution::Normal(0.0, 1.0), d)
     }
 
@@ -211,7 +231,10 @@ mod tests {
     fn shapes_for_every_d_out() {
         let d = Default::default();
         for d_out in [Some(8), Some(16), Some(32), Some(64), None] {
-            let c = CompressorConfig::new(48).with_d_out(d_out).init::<TB>(&d).unwrap();
+            let c = CompressorConfig::new(48)
+                .with_d_out(d_out)
+                .init::<TB>(&d)
+                .unwrap();
             let out = c.forward_seeded(features(&d), 1);
             let w = d_out.unwrap_or(48);
             assert_eq!(out.mean.dims(), [2, 5, w]);
@@ -225,7 +248,10 @@ mod tests {
     #[test]
     fn identity_passes_through_with_zero_kl() {
         let d = Default::default();
-        let c = CompressorConfig::new(48).with_d_out(None).init::<TB>(&d).unwrap();
+        let c = CompressorConfig::new(48)
+            .with_d_out(None)
+            .init::<TB>(&d)
+            .unwrap();
         let x = features(&d);
         let out = c.forward_seeded(x.clone(), 3);
         out.sample.into_data().assert_eq(&x.into_data(), true);
@@ -241,7 +267,12 @@ mod tests {
         let b = c.forward_seeded(x.clone(), 42).sample.into_data();
         let other = c.forward_seeded(x, 43).sample.into_data();
         a.assert_eq(&b, true);
-        let diff = a.to_vec::<f32>().unwrap().iter().zip(other.to_vec::<f32>().unwrap()).any(|(p, q)| *p != q);
+        let diff = a
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .zip(other.to_vec::<f32>().unwrap())
+            .any(|(p, q)| *p != q);
         assert!(diff, "different seeds must give different samples");
     }
 
@@ -249,41 +280,68 @@ mod tests {
     fn kl_is_zero_for_standard_normal_posterior_and_positive_otherwise() {
         let d = Default::default();
         let zeros = Tensor::<TB, 2>::zeros([4, 8], &d);
-        assert_eq!(kl_to_standard_normal(zeros.clone(), zeros.clone()).into_scalar(), 0.0);
+        assert_eq!(
+            kl_to_standard_normal(zeros.clone(), zeros.clone()).into_scalar(),
+            0.0
+        );
         // mu = 1, logvar = 0: ½·Σ 1 over 8 channels = 4 per token.
         let ones = Tensor::<TB, 2>::ones([4, 8], &d);
         let kl = kl_to_standard_normal(ones, zeros.clone()).into_scalar();
         assert!((kl - 4.0).abs() < 1e-6, "{kl}");
         // logvar = 1: ½·(e − 2) per channel.
         let kl = kl_to_standard_normal(zeros.clone(), zeros.clone() + 1.0).into_scalar();
-        assert!((kl - 4.0 * (std::f32::consts::E - 2.0)).abs() < 1e-5, "{kl}");
+        assert!(
+            (kl - 4.0 * (std::f32::consts::E - 2.0)).abs() < 1e-5,
+            "{kl}"
+        );
     }
 
     #[test]
     fn sample_is_mean_plus_scaled_noise_and_weight_applies() {
         let d = Default::default();
-        let c = CompressorConfig::new(48).with_kl_weight(0.5).init::<TB>(&d).unwrap();
+        let c = CompressorConfig::new(48)
+            .with_kl_weight(0.5)
+            .init::<TB>(&d)
+            .unwrap();
         let x = features(&d);
         let noise = seeded_normal::<TB, 3>([2, 5, 8], 9, &d);
         let out = c.forward_with_noise(x, noise.clone());
         let want = out.mean.clone() + (out.logvar.clone() * 0.5).exp() * noise;
-        out.sample.into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));
-        let (k, wk) = (out.kl.clone().into_scalar(), out.weighted_kl().into_scalar());
+        out.sample
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));
+        let (k, wk) = (
+            out.kl.clone().into_scalar(),
+            out.weighted_kl().into_scalar(),
+        );
         assert!((wk - 0.5 * k).abs() < 1e-6);
     }
 
     #[test]
     fn seeded_noise_is_standard_normal() {
         let d = Default::default();
-        let v = seeded_normal::<TB, 1>([20000], 5, &d).into_data().to_vec::<f32>().unwrap();
+        let v = seeded_normal::<TB, 1>([20000], 5, &d)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         let mean = v.iter().sum::<f32>() / v.len() as f32;
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "mean {mean} var {var}"
+        );
     }
 
     #[test]
     fn rejects_bad_config() {
-        assert!(CompressorConfig::new(48).with_d_out(Some(0)).validate().is_err());
-        assert!(CompressorConfig::new(48).with_kl_weight(-1.0).validate().is_err());
+        assert!(CompressorConfig::new(48)
+            .with_d_out(Some(0))
+            .validate()
+            .is_err());
+        assert!(CompressorConfig::new(48)
+            .with_kl_weight(-1.0)
+            .validate()
+            .is_err());
     }
 }

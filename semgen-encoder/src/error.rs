@@ -8,7 +8,9 @@ use semgen_core::ConfigError;
 /// Why an encoder could not run on its input.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
-    #[error("prompt {index} is empty (or only whitespace); give the text encoder at least one word")]
+    #[error(
+        "prompt {index} is empty (or only whitespace); give the text encoder at least one word"
+    )]
     EmptyPrompt { index: usize },
     #[error("no prompts were given")]
     NoPrompts,

@@ -57,6 +57,7 @@ pub mod parity;
 pub mod qwen_vision;
 pub mod text_encoder;
 pub mod tokenizer;
+pub mod train;
 pub mod umt5;
 
 pub use error::EncodeError;

@@ -52,15 +52,25 @@ fn push_intermediates(fx: &Fixture, rows: &mut Vec<ParityRow>, got: Vec<(&str, H
 /// `pooler_output`). Intermediates: the host plan (`position_ids`, `window_index`,
 /// `cu_window_seqlens`, `cu_seqlens`), `last_hidden_state_window_order`, and semgen's patchify of
 /// the raw `video`/`image` (laid out `[1, T, C, H, W]`) against `pixel_values` (as `patchify`).
-pub fn run_qwen25vl_vision<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<ParityRow>, FixtureError> {
-    let config = QwenVisionConfig::from_transformers_json(&fx.config_json).map_err(|e| invalid(fx, e))?;
+pub fn run_qwen25vl_vision<B: Backend>(
+    fx: &Fixture,
+    device: &B::Device,
+) -> Result<Vec<ParityRow>, FixtureError> {
+    let config =
+        QwenVisionConfig::from_transformers_json(&fx.config_json).map_err(|e| invalid(fx, e))?;
     let (model, _) = QwenVision::<B>::load(&config, &fx.weights_path(), device)?;
     let pixels = fx.tensor("pixel_values")?;
     let grid_t = fx.tensor("grid_thw")?;
     let grid: Vec<GridThw> = grid_t
         .to_i64()
         .chunks(3)
-        .map(|c| [c[0].max(0) as usize, c[1].max(0) as usize, c[2].max(0) as usize])
+        .map(|c| {
+            [
+                c[0].max(0) as usize,
+                c[1].max(0) as usize,
+                c[2].max(0) as usize,
+            ]
+        })
         .collect();
     let plan = model.plan(&grid).map_err(|e| invalid(fx, e))?;
     let out = model
@@ -82,17 +92,29 @@ pub fn run_qwen25vl_vision<B: Backend>(fx: &Fixture, device: &B::Device) -> Resu
     let mut inter = vec![
         (
             "position_ids",
-            ints(vec![n, 2], plan.position_ids.iter().flat_map(|p| p.iter().copied())),
+            ints(
+                vec![n, 2],
+                plan.position_ids.iter().flat_map(|p| p.iter().copied()),
+            ),
         ),
         (
             "window_index",
-            ints(vec![plan.window_index.len()], plan.window_index.iter().copied()),
+            ints(
+                vec![plan.window_index.len()],
+                plan.window_index.iter().copied(),
+            ),
         ),
         (
             "cu_window_seqlens",
-            ints(vec![plan.cu_window_seqlens.len()], plan.cu_window_seqlens.iter().copied()),
+            ints(
+                vec![plan.cu_window_seqlens.len()],
+                plan.cu_window_seqlens.iter().copied(),
+            ),
         ),
-        ("cu_seqlens", ints(vec![plan.cu_seqlens.len()], plan.cu_seqlens.iter().copied())),
+        (
+            "cu_seqlens",
+            ints(vec![plan.cu_seqlens.len()], plan.cu_seqlens.iter().copied()),
+        ),
         (
             "last_hidden_state_window_order",
             HostTensor::from_tensor(&out.last_hidden_state_window_order),
@@ -104,7 +126,8 @@ pub fn run_qwen25vl_vision<B: Backend>(fx: &Fixture, device: &B::Device) -> Resu
         if let Some(t) = fx.io.get(name) {
             if t.shape.len() == 5 && t.shape[0] == 1 {
                 let [_, f, c, h, w] = [t.shape[0], t.shape[1], t.shape[2], t.shape[3], t.shape[4]];
-                let frames = HostTensor::f32(vec![f, c, h, w], t.to_f32()).to_tensor::<B, 4>(device)?;
+                let frames =
+                    HostTensor::f32(vec![f, c, h, w], t.to_f32()).to_tensor::<B, 4>(device)?;
                 if let Ok((p, _)) = patchify_frames(&config, frames) {
                     parts.push(p);
                 }
@@ -123,7 +146,10 @@ pub fn run_qwen25vl_vision<B: Backend>(fx: &Fixture, device: &B::Device) -> Resu
 /// Runs an `umt5_encoder` fixture: `input_ids` + `attention_mask` → `last_hidden_state`.
 /// Intermediates: `rel_buckets_40` (the bucket table, any square size) and
 /// `layer0_position_bias`.
-pub fn run_umt5_encoder<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<ParityRow>, FixtureError> {
+pub fn run_umt5_encoder<B: Backend>(
+    fx: &Fixture,
+    device: &B::Device,
+) -> Result<Vec<ParityRow>, FixtureError> {
     let config = Umt5Config::from_transformers_json(&fx.config_json).map_err(|e| invalid(fx, e))?;
     let (model, _) = Umt5Encoder::<B>::load(&config, &fx.weights_path(), device)?;
     let ids_h = fx.tensor("input_ids")?;
@@ -138,8 +164,17 @@ pub fn run_umt5_encoder<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<
         ));
     }
     let ids = ids_h.to_i64();
-    if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= config.vocab_size) {
-        return Err(invalid(fx, format!("input id {bad} is outside the vocabulary of {}", config.vocab_size)));
+    if let Some(bad) = ids
+        .iter()
+        .find(|&&i| i < 0 || i as usize >= config.vocab_size)
+    {
+        return Err(invalid(
+            fx,
+            format!(
+                "input id {bad} is outside the vocabulary of {}",
+                config.vocab_size
+            ),
+        ));
     }
     let (b, l) = (ids_h.shape[0], ids_h.shape[1]);
     let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, l]), device);

@@ -14,15 +14,15 @@
 //! fused call ([`SegmentPlan`]); there is no `N×N` mask.
 
 use crate::error::EncodeError;
+use burn::module::Param;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
 use semgen_core::attention::{index_tensor, sdpa};
 use semgen_core::checkpoint::{KeyRule, LoadError, LoadOptions, LoadReport};
 use semgen_core::layers::{gelu_erf, RmsNorm, RmsNormConfig};
 use semgen_core::rope::qwen_rope_2d;
 use semgen_core::ConfigError;
-use burn::module::Param;
-use burn::nn::{Linear, LinearConfig};
-use burn::prelude::*;
-use burn::tensor::activation::silu;
 use std::path::Path;
 
 /// OpenAI CLIP normalisation used by the Qwen2.5-VL processor (after rescaling to [0, 1]).
@@ -116,16 +116,19 @@ impl QwenVisionConfig {
     /// (its `vision_config`). Sizes come from the file; the class defaults of 5.23 are not the
     /// real widths (NOTES §4c), so a missing size is an error, not a default.
     pub fn from_transformers_json(text: &str) -> Result<Self, ConfigError> {
-        let root: serde_json::Value = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
-            what: "Qwen2.5-VL vision config.json".into(),
-            reason: e.to_string(),
-        })?;
+        let root: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+                what: "Qwen2.5-VL vision config.json".into(),
+                reason: e.to_string(),
+            })?;
         let v = root.get("vision_config").unwrap_or(&root);
         let get = |k: &str| -> Result<usize, ConfigError> {
             v.get(k)
                 .and_then(|x| x.as_u64())
                 .map(|x| x as usize)
-                .ok_or_else(|| ConfigError::invalid(format!("config.json: '{k}' missing or not an integer")))
+                .ok_or_else(|| {
+                    ConfigError::invalid(format!("config.json: '{k}' missing or not an integer"))
+                })
         };
         if let Some(act) = v.get("hidden_act").and_then(|a| a.as_str()) {
             if act != "silu" {
@@ -141,7 +144,9 @@ impl QwenVisionConfig {
             .iter()
             .map(|x| x.as_u64().map(|x| x as usize))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| ConfigError::invalid("config.json: 'fullatt_block_indexes' must hold integers"))?;
+            .ok_or_else(|| {
+                ConfigError::invalid("config.json: 'fullatt_block_indexes' must hold integers")
+            })?;
         let rope_theta = v
             .get("rope_parameters")
             .and_then(|r| r.get("rope_theta"))
@@ -181,14 +186,14 @@ impl QwenVisionConfig {
         if let Some((k, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::invalid(format!("{k} must be positive")));
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(ConfigError::invalid(format!(
                 "hidden_size {} is not divisible by num_heads {}",
                 self.hidden_size, self.num_heads
             )));
         }
         // The 2D rotary splits the head in four: [h | w] frequencies, duplicated for rotate_half.
-        if self.head_dim() % 4 != 0 {
+        if !self.head_dim().is_multiple_of(4) {
             return Err(ConfigError::invalid(format!(
                 "head_dim {} must be a multiple of 4 for the 2D rotary",
                 self.head_dim()
@@ -201,7 +206,7 @@ impl QwenVisionConfig {
                 self.patch_size * self.spatial_merge_size
             )));
         }
-        if !(self.rope_theta > 0.0) {
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err(ConfigError::invalid("rope_theta must be positive"));
         }
         Ok(())
@@ -317,7 +322,10 @@ impl SegmentPlan {
                 None => groups.push((b - a, (a..b).collect())),
             }
         }
-        let order: Vec<usize> = groups.iter().flat_map(|(_, idx)| idx.iter().copied()).collect();
+        let order: Vec<usize> = groups
+            .iter()
+            .flat_map(|(_, idx)| idx.iter().copied())
+            .collect();
         let identity = order.iter().enumerate().all(|(i, &j)| i == j);
         let inverse = (!identity).then(|| {
             let mut inv = vec![0; len];
@@ -326,7 +334,11 @@ impl SegmentPlan {
             }
             inv
         });
-        Self { len, groups, inverse }
+        Self {
+            len,
+            groups,
+            inverse,
+        }
     }
 
     /// Number of tokens covered.
@@ -344,7 +356,12 @@ impl SegmentPlan {
     }
 
     /// Attention of `[N, H, D]` queries/keys/values inside segments (scale `1/√D`).
-    pub fn attend<B: Backend>(&self, q: Tensor<B, 3>, k: Tensor<B, 3>, v: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub fn attend<B: Backend>(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
         let [n, h, d] = q.dims();
         let device = q.device();
         let block = |x: Tensor<B, 3>, idx: Option<&Tensor<B, 1, Int>>, segs: usize, len: usize| {
@@ -366,7 +383,11 @@ impl SegmentPlan {
             );
             outs.push(o.swap_dims(1, 2).reshape([segs * len, h, d]));
         }
-        let cat = if outs.len() == 1 { outs.pop().unwrap() } else { Tensor::cat(outs, 0) };
+        let cat = if outs.len() == 1 {
+            outs.pop().unwrap()
+        } else {
+            Tensor::cat(outs, 0)
+        };
         debug_assert_eq!(cat.dims()[0], n);
         match &self.inverse {
             Some(inv) => cat.select(0, index_tensor::<B>(inv, &device)),
@@ -529,7 +550,10 @@ fn patchify_indices(
                                     for px in 0..p {
                                         let x = (bw * m + mx) * p + px;
                                         out.push(
-                                            base + t * strides[0] + ch * strides[1] + y * strides[2] + x * strides[3],
+                                            base + t * strides[0]
+                                                + ch * strides[1]
+                                                + y * strides[2]
+                                                + x * strides[3],
                                         );
                                     }
                                 }
@@ -543,7 +567,13 @@ fn patchify_indices(
     [gt, gh, gw]
 }
 
-fn check_frames(config: &QwenVisionConfig, frames: usize, c: usize, h: usize, w: usize) -> Result<(), EncodeError> {
+fn check_frames(
+    config: &QwenVisionConfig,
+    frames: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+) -> Result<(), EncodeError> {
     if frames == 0 {
         return Err(EncodeError::EmptyClip);
     }
@@ -554,7 +584,7 @@ fn check_frames(config: &QwenVisionConfig, frames: usize, c: usize, h: usize, w:
         });
     }
     let multiple = config.pixels_per_token();
-    if h == 0 || w == 0 || h % multiple != 0 || w % multiple != 0 {
+    if h == 0 || w == 0 || !h.is_multiple_of(multiple) || !w.is_multiple_of(multiple) {
         return Err(EncodeError::FrameSize {
             height: h,
             width: w,
@@ -580,7 +610,8 @@ pub fn patchify_frames<B: Backend>(
     let flat = frames.reshape([t * c * h * w]);
     let rows = grid[0] * grid[1] * grid[2];
     Ok((
-        flat.select(0, index_tensor::<B>(&idx, &device)).reshape([rows, config.patch_dim()]),
+        flat.select(0, index_tensor::<B>(&idx, &device))
+            .reshape([rows, config.patch_dim()]),
         grid,
     ))
 }
@@ -610,14 +641,18 @@ pub fn patchify_clips<B: Backend>(
     let rows = idx.len() / config.patch_dim();
     let flat = video.reshape([b * c * t * h * w]);
     Ok((
-        flat.select(0, index_tensor::<B>(&idx, &device)).reshape([rows, config.patch_dim()]),
+        flat.select(0, index_tensor::<B>(&idx, &device))
+            .reshape([rows, config.patch_dim()]),
         grids,
     ))
 }
 
 /// Maps semgen's pixel range [-1, 1] to the processor's input: rescale to [0, 1], then CLIP
 /// mean/std per channel. `channel_dim` is the axis holding the 3 channels.
-pub fn clip_normalize<B: Backend, const D: usize>(x: Tensor<B, D>, channel_dim: usize) -> Tensor<B, D> {
+pub fn clip_normalize<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    channel_dim: usize,
+) -> Tensor<B, D> {
     let device = x.device();
     let mut shape = [1usize; D];
     shape[channel_dim] = 3;
@@ -660,7 +695,11 @@ pub struct VisionAttention<B: Backend> {
 }
 
 /// `x·cos + rotate_half(x)·sin` on `[N, H, D]` with `[N, D]` tables.
-fn rotate_half_nhd<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 3> {
+fn rotate_half_nhd<B: Backend>(
+    x: Tensor<B, 3>,
+    cos: &Tensor<B, 2>,
+    sin: &Tensor<B, 2>,
+) -> Tensor<B, 3> {
     let [n, _, d] = x.dims();
     let x1 = x.clone().narrow(2, 0, d / 2);
     let x2 = x.clone().narrow(2, d / 2, d / 2);
@@ -669,7 +708,13 @@ fn rotate_half_nhd<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 2>, sin: &Tensor
 }
 
 impl<B: Backend> VisionAttention<B> {
-    pub fn forward(&self, x: Tensor<B, 2>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>, plan: &SegmentPlan) -> Tensor<B, 2> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        cos: &Tensor<B, 2>,
+        sin: &Tensor<B, 2>,
+        plan: &SegmentPlan,
+    ) -> Tensor<B, 2> {
         let [n, dim] = x.dims();
         let h = self.num_heads;
         let hd = dim / h;
@@ -706,7 +751,13 @@ pub struct VisionBlock<B: Backend> {
 }
 
 impl<B: Backend> VisionBlock<B> {
-    pub fn forward(&self, x: Tensor<B, 2>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>, plan: &SegmentPlan) -> Tensor<B, 2> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        cos: &Tensor<B, 2>,
+        sin: &Tensor<B, 2>,
+        plan: &SegmentPlan,
+    ) -> Tensor<B, 2> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x), cos, sin, plan);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
@@ -773,8 +824,14 @@ impl<B: Backend> QwenVision<B> {
     /// Builds the tower for `config` and loads an upstream safetensors state dict: standalone
     /// (`patch_embed.…`) or a full Qwen2.5-VL checkpoint (`visual.patch_embed.…`, whose other
     /// tensors are ignored). Strict on the vision tensors: every one present, shapes checked.
-    pub fn load(config: &QwenVisionConfig, path: &Path, device: &B::Device) -> Result<(Self, LoadReport), LoadError> {
-        let model = config.init::<B>(device).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    pub fn load(
+        config: &QwenVisionConfig,
+        path: &Path,
+        device: &B::Device,
+    ) -> Result<(Self, LoadReport), LoadError> {
+        let model = config
+            .init::<B>(device)
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
         let file = semgen_core::checkpoint::parse_safetensors(path)?;
         let prefixed = file.tensors().iter().any(|(k, _)| k.starts_with("visual."));
         let options = if prefixed {
@@ -786,7 +843,8 @@ impl<B: Backend> QwenVision<B> {
         } else {
             LoadOptions::default()
         };
-        let (model, report) = semgen_core::checkpoint::load_into(model, &file, QWEN_VISION_KEYS, &options)?;
+        let (model, report) =
+            semgen_core::checkpoint::load_into(model, &file, QWEN_VISION_KEYS, &options)?;
         // Under the prefix, only the language model may be left over, never a `visual.` tensor.
         if let Some(stray) = report.unexpected.iter().find(|k| k.starts_with("visual.")) {
             return Err(LoadError::UnexpectedKeys {
@@ -803,12 +861,20 @@ impl<B: Backend> QwenVision<B> {
     }
 
     /// The upstream forward on packed patches `[N, C·tps·p·p]` with their grids.
-    pub fn forward(&self, pixel_values: Tensor<B, 2>, grid_thw: &[GridThw]) -> Result<VisionOutput<B>, EncodeError> {
+    pub fn forward(
+        &self,
+        pixel_values: Tensor<B, 2>,
+        grid_thw: &[GridThw],
+    ) -> Result<VisionOutput<B>, EncodeError> {
         let plan = self.plan(grid_thw)?;
         self.forward_with_plan(pixel_values, &plan)
     }
 
-    pub fn forward_with_plan(&self, pixel_values: Tensor<B, 2>, plan: &VisionPlan) -> Result<VisionOutput<B>, EncodeError> {
+    pub fn forward_with_plan(
+        &self,
+        pixel_values: Tensor<B, 2>,
+        plan: &VisionPlan,
+    ) -> Result<VisionOutput<B>, EncodeError> {
         let cfg = &self.config;
         let [n, k] = pixel_values.dims();
         if k != cfg.patch_dim() {
@@ -847,8 +913,9 @@ impl<B: Backend> QwenVision<B> {
     }
 
     /// Encodes clips `[B, C, T, H, W]` with pixels in [-1, 1] (semgen's layout; already sampled at
-    /// the encoder's frame rate). Needs at least one temporal patch of frames; an odd count is
-    /// padded by repeating the last frame, as upstream. Returns the merged-token grid.
+    /// the encoder's frame rate), CLIP-normalised here as the processor does (RGB only). Needs
+    /// at least one temporal patch of frames; a count that is not a multiple of it is padded by
+    /// repeating the last frame, as upstream. Returns the merged-token grid.
     pub fn encode_clip(&self, video: Tensor<B, 5>) -> Result<SemanticGrid<B>, EncodeError> {
         let cfg = &self.config;
         let [b, c, t, h, w] = video.dims();
@@ -862,7 +929,13 @@ impl<B: Backend> QwenVision<B> {
             });
         }
         check_frames(cfg, t, c, h, w)?;
-        let (patches, grids) = patchify_clips(cfg, clip_normalize(video, 1))?;
+        // CLIP statistics exist for RGB only; other channel counts are taken as already normalised.
+        let video = if c == 3 {
+            clip_normalize(video, 1)
+        } else {
+            video
+        };
+        let (patches, grids) = patchify_clips(cfg, video)?;
         let out = self.forward(patches, &grids)?;
         let [gt, gh, gw] = grids[0];
         let (mh, mw) = (gh / cfg.spatial_merge_size, gw / cfg.spatial_merge_size);
@@ -900,7 +973,10 @@ mod tests {
             vec![0, 16, 32, 40, 48, 56, 60, 76, 92, 100, 108, 116, 120, 136]
         );
         assert_eq!(&plan.window_index[..10], &[0, 1, 5, 6, 2, 3, 7, 8, 4, 9]);
-        assert_eq!(&plan.position_ids[..5], &[[0, 0], [0, 1], [1, 0], [1, 1], [0, 2]]);
+        assert_eq!(
+            &plan.position_ids[..5],
+            &[[0, 0], [0, 1], [1, 0], [1, 1], [0, 2]]
+        );
     }
 
     #[test]
@@ -915,7 +991,8 @@ mod tests {
         let v = Tensor::<TB, 3>::random([n, 2, 4], Distribution::Normal(0.0, 1.0), &d);
         let seg = |i: usize| cu.windows(2).position(|w| w[0] <= i && i < w[1]).unwrap();
         let mask: Vec<bool> = (0..n * n).map(|x| seg(x / n) != seg(x % n)).collect();
-        let mask = Tensor::<TB, 2, Bool>::from_data(TensorData::new(mask, [n, n]), &d).reshape([1, 1, n, n]);
+        let mask = Tensor::<TB, 2, Bool>::from_data(TensorData::new(mask, [n, n]), &d)
+            .reshape([1, 1, n, n]);
         let to4 = |x: Tensor<TB, 3>| x.swap_dims(0, 1).unsqueeze::<4>();
         let want = reference_attention(to4(q.clone()), to4(k.clone()), to4(v.clone()), Some(mask))
             .squeeze::<3>()
@@ -946,7 +1023,10 @@ mod tests {
         let mut c = QwenVisionConfig::tiny();
         c.window_size = 2;
         assert!(c.validate().is_err());
-        let err = QwenVisionConfig::from_transformers_json(r#"{"depth": 2}"#).unwrap_err();
+        let err = QwenVisionConfig::from_transformers_json(
+            r#"{"depth": 2, "fullatt_block_indexes": []}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("hidden_size"), "{err}");
     }
 }

@@ -19,19 +19,46 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 /// Words of the Shapes caption grammar (`shared/specs/shapes-world.md`, Captions).
 pub const SHAPES_WORDS: &[&str] = &[
     // glue
-    "a", "and", "on", "background", "moving", "staying", "still",
+    "a",
+    "and",
+    "on",
+    "background",
+    "moving",
+    "staying",
+    "still",
     // sizes
-    "small", "large",
+    "small",
+    "large",
     // colours
-    "red", "green", "blue", "yellow", "cyan", "magenta", "orange", "white",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "cyan",
+    "magenta",
+    "orange",
+    "white",
     // shapes
-    "circle", "square", "triangle", "diamond", "ring", "cross",
+    "circle",
+    "square",
+    "triangle",
+    "diamond",
+    "ring",
+    "cross",
     // directions
-    "left", "right", "up", "down",
+    "left",
+    "right",
+    "up",
+    "down",
     // speeds
-    "slowly", "quickly",
+    "slowly",
+    "quickly",
     // backgrounds
-    "black", "gray", "navy", "brown", "beige",
+    "black",
+    "gray",
+    "navy",
+    "brown",
+    "beige",
 ];
 
 /// Special tokens of the Shapes tokenizer, with T5's ids: pad 0, end 1, unknown 2.
@@ -39,7 +66,11 @@ pub const SHAPES_SPECIALS: [&str; 3] = ["<pad>", "</s>", "<unk>"];
 
 /// The Shapes vocabulary in id order (specials first).
 pub fn shapes_vocab() -> Vec<&'static str> {
-    SHAPES_SPECIALS.iter().chain(SHAPES_WORDS).copied().collect()
+    SHAPES_SPECIALS
+        .iter()
+        .chain(SHAPES_WORDS)
+        .copied()
+        .collect()
 }
 
 /// The `tokenizer.json` of the Shapes world: word level, lower-cased, split on whitespace and
@@ -86,13 +117,21 @@ pub fn shapes_tokenizer_json() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TextWarning {
     /// Prompt `index` had `tokens` tokens (end token included) and was cut to `kept`.
-    Truncated { index: usize, tokens: usize, kept: usize },
+    Truncated {
+        index: usize,
+        tokens: usize,
+        kept: usize,
+    },
 }
 
 impl fmt::Display for TextWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TextWarning::Truncated { index, tokens, kept } => write!(
+            TextWarning::Truncated {
+                index,
+                tokens,
+                kept,
+            } => write!(
                 f,
                 "prompt {index} has {tokens} tokens, more than the text length; truncated to {kept}"
             ),
@@ -170,13 +209,17 @@ impl PromptTokenizer {
             what: "tokenizer.json".into(),
             reason: e.to_string(),
         })?;
-        let pad_id = inner.token_to_id("<pad>").or_else(|| inner.token_to_id("[PAD]")).unwrap_or(0);
+        let pad_id = inner
+            .token_to_id("<pad>")
+            .or_else(|| inner.token_to_id("[PAD]"))
+            .unwrap_or(0);
         Ok(Self { inner, pad_id })
     }
 
     /// The Shapes world's word-level tokenizer (`assets/shapes-tokenizer.json`, embedded).
     pub fn shapes() -> Self {
-        Self::from_json(include_str!("../assets/shapes-tokenizer.json")).expect("the bundled Shapes tokenizer is valid")
+        Self::from_json(include_str!("../assets/shapes-tokenizer.json"))
+            .expect("the bundled Shapes tokenizer is valid")
     }
 
     pub fn pad_id(&self) -> u32 {
@@ -246,7 +289,11 @@ mod tests {
     #[test]
     fn bundled_asset_is_the_generated_grammar_tokenizer() {
         let asset = include_str!("../assets/shapes-tokenizer.json");
-        assert_eq!(asset, shapes_tokenizer_json(), "regenerate assets/shapes-tokenizer.json");
+        assert_eq!(
+            asset,
+            shapes_tokenizer_json(),
+            "regenerate assets/shapes-tokenizer.json"
+        );
     }
 
     #[test]
@@ -269,20 +316,35 @@ mod tests {
     #[test]
     fn long_prompt_is_truncated_keeping_the_end_token() {
         let tok = PromptTokenizer::shapes();
-        let b = tok.tokenize(&["a red circle staying still", "a red circle"], 4).unwrap();
+        let b = tok
+            .tokenize(&["a red circle staying still", "a red circle"], 4)
+            .unwrap();
         assert_eq!(b.ids[0].len(), 4);
         assert_eq!(*b.ids[0].last().unwrap(), 1, "end token kept");
         assert_eq!(b.ids[1].len(), 4);
-        assert_eq!(b.warnings, vec![TextWarning::Truncated { index: 0, tokens: 6, kept: 4 }]);
+        assert_eq!(
+            b.warnings,
+            vec![TextWarning::Truncated {
+                index: 0,
+                tokens: 6,
+                kept: 4
+            }]
+        );
         assert!(b.warnings[0].to_string().contains("truncated"));
     }
 
     #[test]
     fn empty_inputs_are_errors() {
         let tok = PromptTokenizer::shapes();
-        assert!(matches!(tok.tokenize(&["a red circle", "  "], 8), Err(EncodeError::EmptyPrompt { index: 1 })));
+        assert!(matches!(
+            tok.tokenize(&["a red circle", "  "], 8),
+            Err(EncodeError::EmptyPrompt { index: 1 })
+        ));
         assert!(matches!(tok.tokenize(&[], 8), Err(EncodeError::NoPrompts)));
-        assert!(matches!(tok.tokenize(&["a"], 1), Err(EncodeError::TextLength(1))));
+        assert!(matches!(
+            tok.tokenize(&["a"], 1),
+            Err(EncodeError::TextLength(1))
+        ));
     }
 
     #[test]

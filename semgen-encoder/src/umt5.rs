@@ -40,7 +40,11 @@ impl FfnActivation {
             "gelu" => Self::Gelu,
             "relu" => Self::Relu,
             "silu" | "swish" => Self::Silu,
-            other => return Err(ConfigError::invalid(format!("unsupported FFN activation '{other}'"))),
+            other => {
+                return Err(ConfigError::invalid(format!(
+                    "unsupported FFN activation '{other}'"
+                )))
+            }
         })
     }
 
@@ -135,9 +139,14 @@ impl Umt5Config {
             v.get(k)
                 .and_then(|x| x.as_u64())
                 .map(|x| x as usize)
-                .ok_or_else(|| ConfigError::invalid(format!("config.json: '{k}' missing or not an integer")))
+                .ok_or_else(|| {
+                    ConfigError::invalid(format!("config.json: '{k}' missing or not an integer"))
+                })
         };
-        let proj = v.get("feed_forward_proj").and_then(|x| x.as_str()).unwrap_or("gated-gelu");
+        let proj = v
+            .get("feed_forward_proj")
+            .and_then(|x| x.as_str())
+            .unwrap_or("gated-gelu");
         let parts: Vec<&str> = proj.split('-').collect();
         let (gated, act_name) = match parts.as_slice() {
             [act] => (false, *act),
@@ -149,7 +158,11 @@ impl Umt5Config {
             }
         };
         // transformers maps "gated-gelu" to gelu_new (tanh) for backwards compatibility.
-        let act_name = if proj == "gated-gelu" { "gelu_new" } else { act_name };
+        let act_name = if proj == "gated-gelu" {
+            "gelu_new"
+        } else {
+            act_name
+        };
         let c = Self {
             vocab_size: get("vocab_size")?,
             d_model: get("d_model")?,
@@ -159,7 +172,10 @@ impl Umt5Config {
             num_heads: get("num_heads")?,
             relative_attention_num_buckets: get("relative_attention_num_buckets").unwrap_or(32),
             relative_attention_max_distance: get("relative_attention_max_distance").unwrap_or(128),
-            layer_norm_epsilon: v.get("layer_norm_epsilon").and_then(|x| x.as_f64()).unwrap_or(1e-6),
+            layer_norm_epsilon: v
+                .get("layer_norm_epsilon")
+                .and_then(|x| x.as_f64())
+                .unwrap_or(1e-6),
             gated,
             activation: FfnActivation::from_name(act_name)?,
         };
@@ -180,7 +196,9 @@ impl Umt5Config {
             return Err(ConfigError::invalid(format!("{k} must be positive")));
         }
         // Bidirectional buckets: half per direction, half of those exact.
-        if self.relative_attention_num_buckets < 4 || self.relative_attention_max_distance * 4 <= self.relative_attention_num_buckets {
+        if self.relative_attention_num_buckets < 4
+            || self.relative_attention_max_distance * 4 <= self.relative_attention_num_buckets
+        {
             return Err(ConfigError::invalid(format!(
                 "relative attention buckets {} / max distance {} are unusable",
                 self.relative_attention_num_buckets, self.relative_attention_max_distance
@@ -196,8 +214,13 @@ impl Umt5Config {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Umt5Encoder<B>, ConfigError> {
         self.validate()?;
         let (d, inner) = (self.d_model, self.inner_dim());
-        let linear = |i: usize, o: usize| LinearConfig::new(i, o).with_bias(false).init::<B>(device);
-        let norm = || RmsNormConfig::new(d).with_eps(self.layer_norm_epsilon).init::<B>(device);
+        let linear =
+            |i: usize, o: usize| LinearConfig::new(i, o).with_bias(false).init::<B>(device);
+        let norm = || {
+            RmsNormConfig::new(d)
+                .with_eps(self.layer_norm_epsilon)
+                .init::<B>(device)
+        };
         let block = (0..self.num_layers)
             .map(|_| Umt5Block {
                 attn_layer: SelfAttentionLayer {
@@ -206,8 +229,11 @@ impl Umt5Config {
                         k: linear(d, inner),
                         v: linear(d, inner),
                         o: linear(inner, d),
-                        relative_attention_bias: EmbeddingConfig::new(self.relative_attention_num_buckets, self.num_heads)
-                            .init(device),
+                        relative_attention_bias: EmbeddingConfig::new(
+                            self.relative_attention_num_buckets,
+                            self.num_heads,
+                        )
+                        .init(device),
                         num_heads: self.num_heads,
                     },
                     layer_norm: norm(),
@@ -252,16 +278,26 @@ pub fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance:
         return bucket + r;
     }
     // float32 throughout, like torch: the tensor log is f32, the Python-float divisor is cast.
-    let log_ratio = (r as f32 / max_exact as f32).ln() / ((max_distance as f64 / max_exact as f64).ln() as f32);
+    let log_ratio =
+        (r as f32 / max_exact as f32).ln() / ((max_distance as f64 / max_exact as f64).ln() as f32);
     let large = max_exact + (log_ratio * (half - max_exact) as f32) as usize;
     bucket += large.min(half - 1);
     bucket
 }
 
 /// The `[q_len, k_len]` bucket table (row = query position).
-pub fn bucket_table(q_len: usize, k_len: usize, num_buckets: usize, max_distance: usize) -> Vec<usize> {
+pub fn bucket_table(
+    q_len: usize,
+    k_len: usize,
+    num_buckets: usize,
+    max_distance: usize,
+) -> Vec<usize> {
     (0..q_len)
-        .flat_map(|q| (0..k_len).map(move |k| relative_position_bucket(k as i64 - q as i64, num_buckets, max_distance)))
+        .flat_map(|q| {
+            (0..k_len).map(move |k| {
+                relative_position_bucket(k as i64 - q as i64, num_buckets, max_distance)
+            })
+        })
         .collect()
 }
 
@@ -283,7 +319,12 @@ pub struct Umt5Attention<B: Backend> {
 
 impl<B: Backend> Umt5Attention<B> {
     /// This layer's bias `[1, H, q_len, k_len]` for a bucket table.
-    pub fn position_bias(&self, buckets: &Tensor<B, 1, Int>, q_len: usize, k_len: usize) -> Tensor<B, 4> {
+    pub fn position_bias(
+        &self,
+        buckets: &Tensor<B, 1, Int>,
+        q_len: usize,
+        k_len: usize,
+    ) -> Tensor<B, 4> {
         let h = self.num_heads;
         self.relative_attention_bias
             .weight
@@ -398,10 +439,19 @@ impl<B: Backend> Umt5Encoder<B> {
     /// latter is used when present, otherwise `shared.weight` is loaded in its place. Decoder and
     /// LM-head tensors of full checkpoints are skipped (and listed in the report); any other
     /// unexpected tensor is an error.
-    pub fn load(config: &Umt5Config, path: &Path, device: &B::Device) -> Result<(Self, LoadReport), LoadError> {
-        let model = config.init::<B>(device).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    pub fn load(
+        config: &Umt5Config,
+        path: &Path,
+        device: &B::Device,
+    ) -> Result<(Self, LoadReport), LoadError> {
+        let model = config
+            .init::<B>(device)
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
         let file = semgen_core::checkpoint::parse_safetensors(path)?;
-        let has_embed = file.tensors().iter().any(|(k, _)| k == "encoder.embed_tokens.weight");
+        let has_embed = file
+            .tensors()
+            .iter()
+            .any(|(k, _)| k == "encoder.embed_tokens.weight");
         let mut rules = UMT5_KEYS.to_vec();
         if !has_embed {
             rules.insert(0, KeyRule::new("shared", "encoder.embed_tokens"));
@@ -411,7 +461,12 @@ impl<B: Backend> Umt5Encoder<B> {
             ..Default::default()
         };
         let (model, report) = semgen_core::checkpoint::load_into(model, &file, &rules, &options)?;
-        let stray: Vec<String> = report.unexpected.iter().filter(|k| !ignorable(k)).cloned().collect();
+        let stray: Vec<String> = report
+            .unexpected
+            .iter()
+            .filter(|k| !ignorable(k))
+            .cloned()
+            .collect();
         if !stray.is_empty() {
             return Err(LoadError::UnexpectedKeys {
                 path: path.to_path_buf(),
@@ -425,7 +480,12 @@ impl<B: Backend> Umt5Encoder<B> {
     pub fn buckets(&self, len: usize, device: &B::Device) -> Tensor<B, 1, Int> {
         let c = &self.config;
         index_tensor::<B>(
-            &bucket_table(len, len, c.relative_attention_num_buckets, c.relative_attention_max_distance),
+            &bucket_table(
+                len,
+                len,
+                c.relative_attention_num_buckets,
+                c.relative_attention_max_distance,
+            ),
             device,
         )
     }
@@ -433,13 +493,20 @@ impl<B: Backend> Umt5Encoder<B> {
     /// Layer `layer`'s position bias `[1, H, L, L]`.
     pub fn position_bias(&self, layer: usize, len: usize, device: &B::Device) -> Tensor<B, 4> {
         let buckets = self.buckets(len, device);
-        self.encoder.block[layer].attn_layer.self_attention.position_bias(&buckets, len, len)
+        self.encoder.block[layer]
+            .attn_layer
+            .self_attention
+            .position_bias(&buckets, len, len)
     }
 
     /// `input_ids`, `attention_mask`: `[B, L]` (mask 1 = real token, 0 = padding). Returns
     /// `last_hidden_state` `[B, L, d_model]`; padded rows are computed as upstream (non-zero).
     /// Ids must be below `vocab_size` ([`crate::text_encoder::TextEncoder`] checks this).
-    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
         let [b, l] = input_ids.dims();
         let device = input_ids.device();
         let h = self.config.num_heads;
@@ -452,7 +519,11 @@ impl<B: Backend> Umt5Encoder<B> {
         let buckets = self.buckets(l, &device);
         let mut x = self.encoder.embed_tokens.forward(input_ids);
         for block in &self.encoder.block {
-            let bias = block.attn_layer.self_attention.position_bias(&buckets, l, l) + mask.clone();
+            let bias = block
+                .attn_layer
+                .self_attention
+                .position_bias(&buckets, l, l)
+                + mask.clone();
             // Fused attention backends want the bias at full shape.
             x = block.forward(x, bias.expand([b, h, l, l]));
         }
@@ -483,10 +554,17 @@ mod tests {
         let model = Umt5Config::tiny().init::<TB>(&d).unwrap();
         // The same 4 tokens with and without 3 padded positions give the same real-token outputs:
         // masked keys contribute exactly zero and the position bias depends only on distance.
-        let short = Tensor::<TB, 2, Int>::from_data(TensorData::new(vec![5i64, 6, 7, 1], [1, 4]), &d);
-        let long = Tensor::<TB, 2, Int>::from_data(TensorData::new(vec![5i64, 6, 7, 1, 0, 0, 0], [1, 7]), &d);
+        let short =
+            Tensor::<TB, 2, Int>::from_data(TensorData::new(vec![5i64, 6, 7, 1], [1, 4]), &d);
+        let long = Tensor::<TB, 2, Int>::from_data(
+            TensorData::new(vec![5i64, 6, 7, 1, 0, 0, 0], [1, 7]),
+            &d,
+        );
         let m_short = Tensor::<TB, 2, Int>::ones([1, 4], &d);
-        let m_long = Tensor::<TB, 2, Int>::from_data(TensorData::new(vec![1i64, 1, 1, 1, 0, 0, 0], [1, 7]), &d);
+        let m_long = Tensor::<TB, 2, Int>::from_data(
+            TensorData::new(vec![1i64, 1, 1, 1, 0, 0, 0], [1, 7]),
+            &d,
+        );
         let a = model.forward(short, m_short);
         let b = model.forward(long, m_long);
         assert_eq!(b.dims(), [1, 7, 32]);

@@ -186,7 +186,7 @@ impl Oracle {
             return Err(EvalError::NoObjects { segment });
         }
         let t = video.frames();
-        if t < 2 || (t - 1) % n != 0 {
+        if t < 2 || !(t - 1).is_multiple_of(n) {
             return Err(EvalError::SegmentMismatch {
                 frames: t,
                 segments: n,
@@ -268,7 +268,7 @@ impl Oracle {
                 }
             }
         }
-        let median: Vec<f64> = outside.iter().map(|hist| median_of(hist)).collect();
+        let median: Vec<f64> = outside.iter().map(median_of).collect();
         let nearest = Background::ALL
             .iter()
             .min_by(|a, b| {

@@ -11,8 +11,8 @@ pub const WAN21_LATENTS_MEAN: [f32; 16] = [
 ];
 /// See [`WAN21_LATENTS_MEAN`].
 pub const WAN21_LATENTS_STD: [f32; 16] = [
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652,
-    1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
+    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579,
+    1.6382, 1.1253, 2.8251, 1.9160,
 ];
 
 /// Configuration of the Wan2.1 VAE. Field names (including upstream's `temperal_downsample`
@@ -49,7 +49,15 @@ impl WanVaeConfig {
     /// dim_mult [1, 2, 4, 4], 1 residual block, temporal downsampling [F, T, T], identity
     /// latent normalisation.
     pub fn tiny() -> Self {
-        Self::new(8, 4, vec![1, 2, 4, 4], 1, vec![false, true, true], vec![0.0; 4], vec![1.0; 4])
+        Self::new(
+            8,
+            4,
+            vec![1, 2, 4, 4],
+            1,
+            vec![false, true, true],
+            vec![0.0; 4],
+            vec![1.0; 4],
+        )
     }
 
     /// The model that ships for the Shapes world: the "VAE small" of NOTES §6 (base 32, z 16,
@@ -57,7 +65,15 @@ impl WanVaeConfig {
     /// matches Wan2.1 and the 16 latent channels of the DiT presets; see `docs/vae.md`.
     /// Latent statistics start as identity and are measured after training.
     pub fn shapes_small() -> Self {
-        Self::new(32, 16, vec![1, 2, 4, 4], 2, vec![false, true, true], vec![0.0; 16], vec![1.0; 16])
+        Self::new(
+            32,
+            16,
+            vec![1, 2, 4, 4],
+            2,
+            vec![false, true, true],
+            vec![0.0; 16],
+            vec![1.0; 16],
+        )
     }
 
     /// Wan2.1's VAE (diffusers `Wan-AI/Wan2.1-T2V-1.3B-Diffusers/vae/config.json`, which equals
@@ -87,18 +103,28 @@ impl WanVaeConfig {
         let get_usize = |k: &str, default: Option<usize>| -> Result<usize, ConfigError> {
             match v.get(k) {
                 None | Some(serde_json::Value::Null) => default.ok_or_else(|| bad(k, "is missing")),
-                Some(x) => x.as_u64().map(|x| x as usize).ok_or_else(|| bad(k, "must be an integer")),
+                Some(x) => x
+                    .as_u64()
+                    .map(|x| x as usize)
+                    .ok_or_else(|| bad(k, "must be an integer")),
             }
         };
         let get_list = |k: &str| -> Result<Vec<serde_json::Value>, ConfigError> {
-            v.get(k).and_then(|x| x.as_array()).cloned().ok_or_else(|| bad(k, "must be a list"))
+            v.get(k)
+                .and_then(|x| x.as_array())
+                .cloned()
+                .ok_or_else(|| bad(k, "must be a list"))
         };
         let floats = |k: &str, default: &[f32]| -> Result<Vec<f32>, ConfigError> {
             match v.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(default.to_vec()),
                 Some(_) => get_list(k)?
                     .iter()
-                    .map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| bad(k, "must hold numbers")))
+                    .map(|x| {
+                        x.as_f64()
+                            .map(|f| f as f32)
+                            .ok_or_else(|| bad(k, "must hold numbers"))
+                    })
                     .collect(),
             }
         };
@@ -107,25 +133,37 @@ impl WanVaeConfig {
                 "config.json: 'is_residual' is true (the Wan2.2 VAE); only the Wan2.1 layout is supported",
             ));
         }
-        if v.get("patch_size").is_some_and(|x| !x.is_null() && x.as_u64() != Some(1)) {
+        if v.get("patch_size")
+            .is_some_and(|x| !x.is_null() && x.as_u64() != Some(1))
+        {
             return Err(ConfigError::invalid(
                 "config.json: 'patch_size' is set (the Wan2.2 VAE); only the Wan2.1 layout is supported",
             ));
         }
-        if v.get("attn_scales").and_then(|x| x.as_array()).is_some_and(|a| !a.is_empty()) {
+        if v.get("attn_scales")
+            .and_then(|x| x.as_array())
+            .is_some_and(|a| !a.is_empty())
+        {
             return Err(ConfigError::invalid(
                 "config.json: 'attn_scales' is not empty; upstream's encoder cannot run level attention either",
             ));
         }
         let dim_mult = get_list("dim_mult")?
             .iter()
-            .map(|x| x.as_u64().map(|x| x as usize).ok_or_else(|| bad("dim_mult", "must hold integers")))
+            .map(|x| {
+                x.as_u64()
+                    .map(|x| x as usize)
+                    .ok_or_else(|| bad("dim_mult", "must hold integers"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let temperal_downsample = match v.get("temperal_downsample") {
             None | Some(serde_json::Value::Null) => vec![false, true, true],
             Some(_) => get_list("temperal_downsample")?
                 .iter()
-                .map(|x| x.as_bool().ok_or_else(|| bad("temperal_downsample", "must hold booleans")))
+                .map(|x| {
+                    x.as_bool()
+                        .ok_or_else(|| bad("temperal_downsample", "must hold booleans"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
         };
         let z_dim = get_usize("z_dim", Some(16))?;
@@ -198,7 +236,11 @@ impl WanVaeConfig {
                 self.z_dim
             )));
         }
-        if self.latents_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        if self
+            .latents_std
+            .iter()
+            .any(|s| !(s.is_finite() && *s > 0.0))
+        {
             return Err(ConfigError::invalid("latents_std must be positive"));
         }
         Ok(())
@@ -211,13 +253,18 @@ impl WanVaeConfig {
 
     /// Encoder widths `base_dim · [1, dim_mult...]`.
     pub fn encoder_dims(&self) -> Vec<usize> {
-        std::iter::once(1).chain(self.dim_mult.iter().copied()).map(|m| self.base_dim * m).collect()
+        std::iter::once(1)
+            .chain(self.dim_mult.iter().copied())
+            .map(|m| self.base_dim * m)
+            .collect()
     }
 
     /// Decoder multipliers `[dim_mult[-1], dim_mult reversed...]` (times [`Self::decoder_dim`]).
     fn decoder_dims(&self) -> Vec<usize> {
         let last = *self.dim_mult.last().unwrap_or(&1);
-        std::iter::once(last).chain(self.dim_mult.iter().rev().copied()).collect()
+        std::iter::once(last)
+            .chain(self.dim_mult.iter().rev().copied())
+            .collect()
     }
 
     /// Decoder temporal upsampling per level (`temperal_downsample` reversed).

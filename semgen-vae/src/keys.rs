@@ -10,7 +10,9 @@ use crate::config::WanVaeConfig;
 use crate::model::WanVae;
 use crate::COMPONENT;
 use burn::prelude::*;
-use semgen_core::checkpoint::{load_into, parse_safetensors, KeyRule, LoadError, LoadOptions, LoadReport};
+use semgen_core::checkpoint::{
+    load_into, parse_safetensors, KeyRule, LoadError, LoadOptions, LoadReport,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
@@ -49,7 +51,10 @@ pub const ORIGINAL_WAN_KEYS: &[KeyRule] = &[
 pub fn original_decoder_rules(num_res_blocks: usize, levels: usize) -> &'static [KeyRule] {
     // KeyRule holds `&'static str`; each distinct (n, levels) table is built and leaked once.
     static TABLES: OnceLock<Mutex<HashMap<(usize, usize), &'static [KeyRule]>>> = OnceLock::new();
-    let mut tables = TABLES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut tables = TABLES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     tables.entry((num_res_blocks, levels)).or_insert_with(|| {
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         let stride = num_res_blocks + 2;
@@ -63,7 +68,10 @@ pub fn original_decoder_rules(num_res_blocks: usize, levels: usize) -> &'static 
             }
             if i + 1 != levels {
                 rules.push(KeyRule::new(
-                    leak(format!("decoder.upsamples.{}", i * stride + num_res_blocks + 1)),
+                    leak(format!(
+                        "decoder.upsamples.{}",
+                        i * stride + num_res_blocks + 1
+                    )),
                     leak(format!("decoder.up_blocks.{i}.upsamplers.0")),
                 ));
             }
@@ -76,7 +84,9 @@ pub fn original_decoder_rules(num_res_blocks: usize, levels: usize) -> &'static 
 /// top-level `conv1`).
 pub fn is_original_wan_layout<'a>(mut keys: impl Iterator<Item = &'a str>) -> bool {
     keys.any(|k| {
-        k.starts_with("encoder.downsamples.") || k.starts_with("decoder.upsamples.") || k == "conv1.weight"
+        k.starts_with("encoder.downsamples.")
+            || k.starts_with("decoder.upsamples.")
+            || k == "conv1.weight"
     })
 }
 
@@ -87,7 +97,10 @@ pub fn rules_for(config: &WanVaeConfig, original: bool) -> Vec<KeyRule> {
     }
     ORIGINAL_WAN_KEYS
         .iter()
-        .chain(original_decoder_rules(config.num_res_blocks, config.dim_mult.len()))
+        .chain(original_decoder_rules(
+            config.num_res_blocks,
+            config.dim_mult.len(),
+        ))
         .chain(DIFFUSERS_KEYS)
         .copied()
         .collect()
@@ -103,7 +116,10 @@ fn guess_component(keys: &[String]) -> String {
     } else if has("merger.") || has("visual.") || has("patch_embed.") {
         "qwen25vl_vision (a vision tower)".into()
     } else {
-        format!("unknown (no 'encoder.'/'decoder.' keys; first key '{}')", keys.first().map_or("", |k| k))
+        format!(
+            "unknown (no 'encoder.'/'decoder.' keys; first key '{}')",
+            keys.first().map_or("", |k| k)
+        )
     }
 }
 
@@ -112,8 +128,14 @@ impl<B: Backend> WanVae<B> {
     /// (detected from the keys), or semgen's own `wan_vae` checkpoints. A checkpoint of another
     /// component is a [`LoadError::WrongComponent`]; missing, unexpected and mis-shaped tensors
     /// are the other [`LoadError`]s.
-    pub fn load(config: &WanVaeConfig, path: &Path, device: &B::Device) -> Result<(Self, LoadReport), LoadError> {
-        let model = config.init::<B>(device).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    pub fn load(
+        config: &WanVaeConfig,
+        path: &Path,
+        device: &B::Device,
+    ) -> Result<(Self, LoadReport), LoadError> {
+        let model = config
+            .init::<B>(device)
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
         let file = parse_safetensors(path)?;
         if let Some(meta) = file.semgen_meta()? {
             if meta.component != COMPONENT {
@@ -125,14 +147,20 @@ impl<B: Backend> WanVae<B> {
             }
         }
         let names: Vec<String> = file.tensors().into_iter().map(|(k, _)| k).collect();
-        if !names.iter().any(|k| k.starts_with("encoder.") || k.starts_with("decoder.")) {
+        if !names
+            .iter()
+            .any(|k| k.starts_with("encoder.") || k.starts_with("decoder."))
+        {
             return Err(LoadError::WrongComponent {
                 path: path.to_path_buf(),
                 expected: COMPONENT.into(),
                 found: guess_component(&names),
             });
         }
-        let rules = rules_for(config, is_original_wan_layout(names.iter().map(String::as_str)));
+        let rules = rules_for(
+            config,
+            is_original_wan_layout(names.iter().map(String::as_str)),
+        );
         load_into(model, &file, &rules, &LoadOptions::default())
     }
 }
@@ -150,21 +178,54 @@ mod tests {
             ("decoder.conv1.bias", "decoder.conv_in.bias"),
             ("conv1.weight", "quant_conv.weight"),
             ("conv2.bias", "post_quant_conv.bias"),
-            ("encoder.downsamples.0.residual.0.gamma", "encoder.down_blocks.0.norm1.gamma"),
-            ("encoder.downsamples.2.resample.1.weight", "encoder.down_blocks.2.resample_conv.weight"),
-            ("encoder.downsamples.5.time_conv.bias", "encoder.down_blocks.5.time_conv.bias"),
-            ("encoder.downsamples.3.shortcut.weight", "encoder.down_blocks.3.conv_shortcut.weight"),
-            ("encoder.middle.2.residual.6.weight", "encoder.mid_block.resnets.1.conv2.weight"),
-            ("decoder.middle.1.to_qkv.bias", "decoder.mid_block.attentions.0.to_qkv.bias"),
+            (
+                "encoder.downsamples.0.residual.0.gamma",
+                "encoder.down_blocks.0.norm1.gamma",
+            ),
+            (
+                "encoder.downsamples.2.resample.1.weight",
+                "encoder.down_blocks.2.resample_conv.weight",
+            ),
+            (
+                "encoder.downsamples.5.time_conv.bias",
+                "encoder.down_blocks.5.time_conv.bias",
+            ),
+            (
+                "encoder.downsamples.3.shortcut.weight",
+                "encoder.down_blocks.3.conv_shortcut.weight",
+            ),
+            (
+                "encoder.middle.2.residual.6.weight",
+                "encoder.mid_block.resnets.1.conv2.weight",
+            ),
+            (
+                "decoder.middle.1.to_qkv.bias",
+                "decoder.mid_block.attentions.0.to_qkv.bias",
+            ),
             ("encoder.head.0.gamma", "encoder.norm_out.gamma"),
             ("decoder.head.2.weight", "decoder.conv_out.weight"),
             // diffusers' hard-coded Wan2.1 indices: 4 -> up_blocks.1.resnets.0 (with the shortcut),
             // 7 -> up_blocks.1.upsamplers.0, 14 -> up_blocks.3.resnets.2.
-            ("decoder.upsamples.4.shortcut.bias", "decoder.up_blocks.1.resnets.0.conv_shortcut.bias"),
-            ("decoder.upsamples.7.resample.1.weight", "decoder.up_blocks.1.upsamplers.0.resample_conv.weight"),
-            ("decoder.upsamples.3.time_conv.weight", "decoder.up_blocks.0.upsamplers.0.time_conv.weight"),
-            ("decoder.upsamples.14.residual.3.gamma", "decoder.up_blocks.3.resnets.2.norm2.gamma"),
-            ("decoder.upsamples.10.residual.2.bias", "decoder.up_blocks.2.resnets.2.conv1.bias"),
+            (
+                "decoder.upsamples.4.shortcut.bias",
+                "decoder.up_blocks.1.resnets.0.conv_shortcut.bias",
+            ),
+            (
+                "decoder.upsamples.7.resample.1.weight",
+                "decoder.up_blocks.1.upsamplers.0.resample_conv.weight",
+            ),
+            (
+                "decoder.upsamples.3.time_conv.weight",
+                "decoder.up_blocks.0.upsamplers.0.time_conv.weight",
+            ),
+            (
+                "decoder.upsamples.14.residual.3.gamma",
+                "decoder.up_blocks.3.resnets.2.norm2.gamma",
+            ),
+            (
+                "decoder.upsamples.10.residual.2.bias",
+                "decoder.up_blocks.2.resnets.2.conv1.bias",
+            ),
         ];
         for (original, semgen) in cases {
             assert_eq!(to_semgen_key(original, &rules), semgen, "{original}");
@@ -178,6 +239,9 @@ mod tests {
             to_semgen_key("decoder.up_blocks.0.upsamplers.0.resample.1.weight", &rules),
             "decoder.up_blocks.0.upsamplers.0.resample_conv.weight"
         );
-        assert_eq!(to_semgen_key("encoder.down_blocks.0.conv1.weight", &rules), "encoder.down_blocks.0.conv1.weight");
+        assert_eq!(
+            to_semgen_key("encoder.down_blocks.0.conv1.weight", &rules),
+            "encoder.down_blocks.0.conv1.weight"
+        );
     }
 }

@@ -55,13 +55,25 @@ pub enum VaeError {
     #[error("the VAE needs 1 + 4k frames (1, 5, 9, 13, ...), got {frames}")]
     FrameCount { frames: usize },
     #[error("frame size {height}x{width} is not divisible by the VAE's spatial factor {factor}")]
-    Size { height: usize, width: usize, factor: usize },
+    Size {
+        height: usize,
+        width: usize,
+        factor: usize,
+    },
     #[error("the {what} has {found} channels, the VAE expects {expected}")]
-    Channels { what: &'static str, expected: usize, found: usize },
+    Channels {
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("empty latent of shape {dims:?}")]
     EmptyLatent { dims: Vec<usize> },
     #[error("latent frame has shape {found:?}, expected [B, {z_dim}, 1, h, w] matching the first frame {first:?}")]
-    LatentFrame { found: Vec<usize>, first: Vec<usize>, z_dim: usize },
+    LatentFrame {
+        found: Vec<usize>,
+        first: Vec<usize>,
+        z_dim: usize,
+    },
     #[error("invalid tiling: {0}")]
     Tiling(String),
 }

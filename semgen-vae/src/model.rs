@@ -55,7 +55,10 @@ impl<B: Backend> Default for FeatCache<B> {
 
 impl<B: Backend> FeatCache<B> {
     pub fn new() -> Self {
-        Self { slots: Vec::new(), cursor: 0 }
+        Self {
+            slots: Vec::new(),
+            cursor: 0,
+        }
     }
 
     /// Starts a new chunk (upstream resets `feat_idx = [0]` before every chunk).
@@ -131,9 +134,33 @@ fn last_frame<B: Backend>(x: &Tensor<B, 5>) -> Tensor<B, 5> {
 // ---------------------------------------------------------------------------------------------
 
 /// Uniform init in `±1/√fan_in`, torch's default for Conv weights and biases.
-fn torch_uniform<B: Backend, const D: usize>(shape: [usize; D], fan_in: usize, device: &B::Device) -> Tensor<B, D> {
+fn torch_uniform<B: Backend, const D: usize>(
+    shape: [usize; D],
+    fan_in: usize,
+    device: &B::Device,
+) -> Tensor<B, D> {
     let bound = 1.0 / (fan_in as f64).sqrt();
     Tensor::random(shape, Distribution::Uniform(-bound, bound), device)
+}
+
+/// A Conv2d with eager torch-default init (Burn's own init is lazy: a clone of an untouched
+/// module would draw its weights independently).
+fn conv2d<B: Backend>(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: PaddingConfig2d,
+    device: &B::Device,
+) -> Conv2d<B> {
+    let mut conv = Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(padding)
+        .init(device);
+    let fan_in = cin * k * k;
+    conv.weight = Param::from_tensor(torch_uniform([cout, cin, k, k], fan_in, device));
+    conv.bias = Some(Param::from_tensor(torch_uniform([cout], fan_in, device)));
+    conv
 }
 
 /// `WanCausalConv3d`: zero padding `2·p_t` frames in front only (none behind), symmetric
@@ -151,10 +178,21 @@ pub struct CausalConv3d<B: Backend> {
 }
 
 impl<B: Backend> CausalConv3d<B> {
-    pub fn new(cin: usize, cout: usize, kernel: [usize; 3], stride: [usize; 3], padding: [usize; 3], device: &B::Device) -> Self {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        padding: [usize; 3],
+        device: &B::Device,
+    ) -> Self {
         let fan_in = cin * kernel.iter().product::<usize>();
         Self {
-            weight: Param::from_tensor(torch_uniform([cout, cin, kernel[0], kernel[1], kernel[2]], fan_in, device)),
+            weight: Param::from_tensor(torch_uniform(
+                [cout, cin, kernel[0], kernel[1], kernel[2]],
+                fan_in,
+                device,
+            )),
             bias: Param::from_tensor(torch_uniform([cout], fan_in, device)),
             stride,
             padding,
@@ -179,7 +217,12 @@ impl<B: Backend> CausalConv3d<B> {
             let [b, c, _, h, w] = x.dims();
             x = Tensor::cat(vec![Tensor::zeros([b, c, front, h, w], &x.device()), x], 2);
         }
-        let options = ConvOptions::new(self.stride, [0, self.padding[1], self.padding[2]], [1, 1, 1], 1);
+        let options = ConvOptions::new(
+            self.stride,
+            [0, self.padding[1], self.padding[2]],
+            [1, 1, 1],
+            1,
+        );
         conv3d(x, self.weight.val(), Some(self.bias.val()), options)
     }
 }
@@ -193,7 +236,9 @@ pub struct ChannelNorm3d<B: Backend> {
 
 impl<B: Backend> ChannelNorm3d<B> {
     pub fn new(c: usize, device: &B::Device) -> Self {
-        Self { gamma: Param::from_tensor(Tensor::ones([c, 1, 1, 1], device)) }
+        Self {
+            gamma: Param::from_tensor(Tensor::ones([c, 1, 1, 1], device)),
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
@@ -209,7 +254,9 @@ pub struct ChannelNorm2d<B: Backend> {
 
 impl<B: Backend> ChannelNorm2d<B> {
     pub fn new(c: usize, device: &B::Device) -> Self {
-        Self { gamma: Param::from_tensor(Tensor::ones([c, 1, 1], device)) }
+        Self {
+            gamma: Param::from_tensor(Tensor::ones([c, 1, 1], device)),
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -240,7 +287,15 @@ impl<B: Backend> ResidualBlock<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 5>, cache: &mut FeatCache<B>) -> Tensor<B, 5> {
-        residual(&self.norm1, &self.conv1, &self.norm2, &self.conv2, self.conv_shortcut.as_ref(), x, cache)
+        residual(
+            &self.norm1,
+            &self.conv1,
+            &self.norm2,
+            &self.conv2,
+            self.conv_shortcut.as_ref(),
+            x,
+            cache,
+        )
     }
 }
 
@@ -275,8 +330,8 @@ impl<B: Backend> AttentionBlock<B> {
     pub fn new(c: usize, device: &B::Device) -> Self {
         Self {
             norm: ChannelNorm2d::new(c, device),
-            to_qkv: Conv2dConfig::new([c, 3 * c], [1, 1]).init(device),
-            proj: Conv2dConfig::new([c, c], [1, 1]).init(device),
+            to_qkv: conv2d(c, 3 * c, 1, 1, PaddingConfig2d::Valid, device),
+            proj: conv2d(c, c, 1, 1, PaddingConfig2d::Valid, device),
         }
     }
 
@@ -310,7 +365,9 @@ fn from_frames<B: Backend>(x: Tensor<B, 4>, b: usize) -> Tensor<B, 5> {
 /// (source index `⌊(i + 0.5)/2⌋ = ⌊i/2⌋`), through a rank-6 broadcast.
 fn upsample_nearest2x<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, 2 * h, 2 * w])
+    x.reshape([n, c, h, 1, w, 1])
+        .expand([n, c, h, 2, w, 2])
+        .reshape([n, c, 2 * h, 2 * w])
 }
 
 /// The kind of a [`Resample`] layer (upstream's `mode` string).
@@ -337,27 +394,39 @@ impl<B: Backend> Resample<B> {
     pub fn new(c: usize, mode: ResampleMode, device: &B::Device) -> Self {
         let (resample_conv, time_conv) = match mode {
             ResampleMode::Upsample2d | ResampleMode::Upsample3d => (
-                Conv2dConfig::new([c, c / 2], [3, 3])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .init(device),
+                conv2d(
+                    c,
+                    c / 2,
+                    3,
+                    1,
+                    PaddingConfig2d::Explicit(1, 1, 1, 1),
+                    device,
+                ),
                 (mode == ResampleMode::Upsample3d)
                     .then(|| CausalConv3d::new(c, 2 * c, [3, 1, 1], [1, 1, 1], [1, 0, 0], device)),
             ),
             ResampleMode::Downsample2d | ResampleMode::Downsample3d => (
                 // ZeroPad2d((0, 1, 0, 1)): one column right, one row below; (top, left, bottom, right).
-                Conv2dConfig::new([c, c], [3, 3])
-                    .with_stride([2, 2])
-                    .with_padding(PaddingConfig2d::Explicit(0, 0, 1, 1))
-                    .init(device),
+                conv2d(c, c, 3, 2, PaddingConfig2d::Explicit(0, 0, 1, 1), device),
                 (mode == ResampleMode::Downsample3d)
                     .then(|| CausalConv3d::new(c, c, [3, 1, 1], [2, 1, 1], [0, 0, 0], device)),
             ),
         };
-        Self { resample_conv, time_conv, mode }
+        Self {
+            resample_conv,
+            time_conv,
+            mode,
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 5>, cache: &mut FeatCache<B>) -> Tensor<B, 5> {
-        resample(self.mode, &self.resample_conv, self.time_conv.as_ref(), x, cache)
+        resample(
+            self.mode,
+            &self.resample_conv,
+            self.time_conv.as_ref(),
+            x,
+            cache,
+        )
     }
 }
 
@@ -465,11 +534,20 @@ impl<B: Backend> DownLayer<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 5>, cache: &mut FeatCache<B>) -> Tensor<B, 5> {
-        match (&self.norm1, &self.conv1, &self.norm2, &self.conv2, &self.resample_conv, self.mode) {
+        match (
+            &self.norm1,
+            &self.conv1,
+            &self.norm2,
+            &self.conv2,
+            &self.resample_conv,
+            self.mode,
+        ) {
             (Some(n1), Some(c1), Some(n2), Some(c2), None, None) => {
                 residual(n1, c1, n2, c2, self.conv_shortcut.as_ref(), x, cache)
             }
-            (None, None, None, None, Some(conv), Some(mode)) => resample(mode, conv, self.time_conv.as_ref(), x, cache),
+            (None, None, None, None, Some(conv), Some(mode)) => {
+                resample(mode, conv, self.time_conv.as_ref(), x, cache)
+            }
             // Only the constructors build DownLayers, so the parts always come as one of the two sets.
             _ => unreachable!("a DownLayer is either a residual block or a resampler"),
         }
@@ -486,7 +564,10 @@ pub struct MidBlock<B: Backend> {
 impl<B: Backend> MidBlock<B> {
     pub fn new(c: usize, device: &B::Device) -> Self {
         Self {
-            resnets: vec![ResidualBlock::new(c, c, device), ResidualBlock::new(c, c, device)],
+            resnets: vec![
+                ResidualBlock::new(c, c, device),
+                ResidualBlock::new(c, c, device),
+            ],
             attentions: vec![AttentionBlock::new(c, device)],
         }
     }
@@ -523,7 +604,11 @@ impl<B: Backend> Encoder<B> {
         for i in 0..levels {
             let mut cin = dims[i];
             for _ in 0..cfg.num_res_blocks {
-                down_blocks.push(DownLayer::residual(ResidualBlock::new(cin, dims[i + 1], device)));
+                down_blocks.push(DownLayer::residual(ResidualBlock::new(
+                    cin,
+                    dims[i + 1],
+                    device,
+                )));
                 cin = dims[i + 1];
             }
             if i != levels - 1 {
@@ -532,7 +617,11 @@ impl<B: Backend> Encoder<B> {
                 } else {
                     ResampleMode::Downsample2d
                 };
-                down_blocks.push(DownLayer::resample(Resample::new(dims[i + 1], mode, device)));
+                down_blocks.push(DownLayer::resample(Resample::new(
+                    dims[i + 1],
+                    mode,
+                    device,
+                )));
             }
         }
         let c = dims[levels];
@@ -590,12 +679,19 @@ impl<B: Backend> Decoder<B> {
                 cin = cout;
             }
             let upsamplers = if i != levels - 1 {
-                let mode = if up[i] { ResampleMode::Upsample3d } else { ResampleMode::Upsample2d };
+                let mode = if up[i] {
+                    ResampleMode::Upsample3d
+                } else {
+                    ResampleMode::Upsample2d
+                };
                 vec![Resample::new(cout, mode, device)]
             } else {
                 vec![]
             };
-            up_blocks.push(UpBlock { resnets, upsamplers });
+            up_blocks.push(UpBlock {
+                resnets,
+                upsamplers,
+            });
         }
         Self {
             conv_in: CausalConv3d::cube(cfg.z_dim, c0, 3, device),
@@ -642,7 +738,10 @@ pub struct WanVae<B: Backend> {
 
 impl WanVaeConfig {
     /// Builds the model with freshly initialised weights (torch's default init).
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<WanVae<B>, semgen_core::ConfigError> {
+    pub fn init<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<WanVae<B>, semgen_core::ConfigError> {
         self.validate()?;
         let z = self.z_dim;
         Ok(WanVae {
@@ -662,13 +761,21 @@ impl<B: Backend> WanVae<B> {
         let [_, c, t, h, w] = dims;
         let f = self.config.spatial_factor();
         if c != self.config.in_channels {
-            return Err(VaeError::Channels { what: "video", expected: self.config.in_channels, found: c });
+            return Err(VaeError::Channels {
+                what: "video",
+                expected: self.config.in_channels,
+                found: c,
+            });
         }
         if t == 0 || (t - 1) % 4 != 0 {
             return Err(VaeError::FrameCount { frames: t });
         }
         if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
-            return Err(VaeError::Size { height: h, width: w, factor: f });
+            return Err(VaeError::Size {
+                height: h,
+                width: w,
+                factor: f,
+            });
         }
         Ok(())
     }
@@ -677,10 +784,16 @@ impl<B: Backend> WanVae<B> {
     pub fn check_latent(&self, dims: [usize; 5]) -> Result<(), VaeError> {
         let [_, c, t, h, w] = dims;
         if c != self.config.z_dim {
-            return Err(VaeError::Channels { what: "latent", expected: self.config.z_dim, found: c });
+            return Err(VaeError::Channels {
+                what: "latent",
+                expected: self.config.z_dim,
+                found: c,
+            });
         }
         if t == 0 || h == 0 || w == 0 {
-            return Err(VaeError::EmptyLatent { dims: dims.to_vec() });
+            return Err(VaeError::EmptyLatent {
+                dims: dims.to_vec(),
+            });
         }
         Ok(())
     }
@@ -691,9 +804,14 @@ impl<B: Backend> WanVae<B> {
         self.check_video(video.dims())?;
         let t = video.dims()[2];
         let mut cache = FeatCache::new();
-        let mut outs = vec![self.encoder.forward(video.clone().narrow(2, 0, 1), &mut cache)];
+        let mut outs = vec![self
+            .encoder
+            .forward(video.clone().narrow(2, 0, 1), &mut cache)];
         for i in 0..(t - 1) / 4 {
-            outs.push(self.encoder.forward(video.clone().narrow(2, 1 + 4 * i, 4), &mut cache));
+            outs.push(
+                self.encoder
+                    .forward(video.clone().narrow(2, 1 + 4 * i, 4), &mut cache),
+            );
         }
         Ok(self.quant_conv.forward(Tensor::cat(outs, 2), None))
     }
@@ -708,13 +826,18 @@ impl<B: Backend> WanVae<B> {
     /// `[-1, 1]`, one latent frame at a time (upstream `_decode`). Not normalised: see
     /// [`Self::denormalize`].
     pub fn decode(&self, z: Tensor<B, 5>) -> Result<Tensor<B, 5>, VaeError> {
+        Ok(self.decode_unclamped(z)?.clamp(-1.0, 1.0))
+    }
+
+    /// [`Self::decode`] without the final clamp (training: the clamp has no gradient outside).
+    pub fn decode_unclamped(&self, z: Tensor<B, 5>) -> Result<Tensor<B, 5>, VaeError> {
         self.check_latent(z.dims())?;
         let x = self.post_quant_conv.forward(z, None);
         let mut cache = FeatCache::new();
         let outs: Vec<_> = (0..x.dims()[2])
             .map(|i| self.decoder.forward(x.clone().narrow(2, i, 1), &mut cache))
             .collect();
-        Ok(Tensor::cat(outs, 2).clamp(-1.0, 1.0))
+        Ok(Tensor::cat(outs, 2))
     }
 
     /// Pipeline normalisation of a latent: `(mu - latents_mean) / latents_std` per channel.

@@ -17,9 +17,13 @@ fn invalid(fx: &Fixture, e: impl std::fmt::Display) -> FixtureError {
 }
 
 /// Runs a `wan_vae` fixture folder. Every manifest output gates the result.
-pub fn run_wan_vae<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<ParityRow>, FixtureError> {
-    let config = WanVaeConfig::from_diffusers_json(&fx.config_json)
-        .map_err(|e| LoadError::Invalid(format!("{}: {e}", fx.dir.join("config.json").display())))?;
+pub fn run_wan_vae<B: Backend>(
+    fx: &Fixture,
+    device: &B::Device,
+) -> Result<Vec<ParityRow>, FixtureError> {
+    let config = WanVaeConfig::from_diffusers_json(&fx.config_json).map_err(|e| {
+        LoadError::Invalid(format!("{}: {e}", fx.dir.join("config.json").display()))
+    })?;
     let (vae, _) = WanVae::<B>::load(&config, &fx.weights_path(), device)?;
     let video = fx.tensor("video")?.to_tensor::<B, 5>(device)?;
     let atol = fx.manifest.atol;
@@ -28,7 +32,10 @@ pub fn run_wan_vae<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<P
     let mut moments: Option<Tensor<B, 5>> = None;
     let mut get_moments = || -> Result<Tensor<B, 5>, FixtureError> {
         if moments.is_none() {
-            moments = Some(vae.encode_moments(video.clone()).map_err(|e| invalid(fx, e))?);
+            moments = Some(
+                vae.encode_moments(video.clone())
+                    .map_err(|e| invalid(fx, e))?,
+            );
         }
         Ok(moments.clone().expect("just set"))
     };

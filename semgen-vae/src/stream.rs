@@ -25,11 +25,17 @@ pub struct TileConfig {
 
 impl TileConfig {
     /// diffusers' defaults: 256-pixel tiles every 192 pixels.
-    pub const DIFFUSERS: TileConfig = TileConfig { tile: 256, stride: 192 };
+    pub const DIFFUSERS: TileConfig = TileConfig {
+        tile: 256,
+        stride: 192,
+    };
 
     fn validate(&self, factor: usize) -> Result<(), VaeError> {
         if self.tile == 0 || self.stride == 0 || self.stride > self.tile {
-            return Err(VaeError::Tiling(format!("need 0 < stride <= tile, got tile {} stride {}", self.tile, self.stride)));
+            return Err(VaeError::Tiling(format!(
+                "need 0 < stride <= tile, got tile {} stride {}",
+                self.tile, self.stride
+            )));
         }
         if self.tile % factor != 0 || self.stride % factor != 0 {
             return Err(VaeError::Tiling(format!(
@@ -53,13 +59,21 @@ pub struct StreamDecoder<'a, B: Backend> {
 
 impl<'a, B: Backend> StreamDecoder<'a, B> {
     pub fn new(vae: &'a WanVae<B>) -> Self {
-        Self { vae, tiling: None, caches: Vec::new(), first: None }
+        Self {
+            vae,
+            tiling: None,
+            caches: Vec::new(),
+            first: None,
+        }
     }
 
     /// A streaming decoder that tiles every frame.
     pub fn tiled(vae: &'a WanVae<B>, tiling: TileConfig) -> Result<Self, VaeError> {
         tiling.validate(vae.config.spatial_factor())?;
-        Ok(Self { tiling: Some(tiling), ..Self::new(vae) })
+        Ok(Self {
+            tiling: Some(tiling),
+            ..Self::new(vae)
+        })
     }
 
     /// Elements held by the caches: constant once every layer has seen two frames, whatever the
@@ -96,7 +110,10 @@ impl<'a, B: Backend> StreamDecoder<'a, B> {
     }
 
     /// Turns this decoder into an iterator over decoded chunks of `latents`.
-    pub fn decode_iter<I>(self, latents: I) -> impl Iterator<Item = Result<Tensor<B, 5>, VaeError>> + 'a
+    pub fn decode_iter<I>(
+        self,
+        latents: I,
+    ) -> impl Iterator<Item = Result<Tensor<B, 5>, VaeError>> + 'a
     where
         I: IntoIterator<Item = Tensor<B, 5>>,
         I::IntoIter: 'a,
@@ -113,7 +130,9 @@ impl<'a, B: Backend> StreamDecoder<'a, B> {
         let rows: Vec<usize> = (0..h).step_by(stride).collect();
         let cols: Vec<usize> = (0..w).step_by(stride).collect();
         if self.caches.is_empty() {
-            self.caches = (0..rows.len() * cols.len()).map(|_| FeatCache::new()).collect();
+            self.caches = (0..rows.len() * cols.len())
+                .map(|_| FeatCache::new())
+                .collect();
         }
         // Decode every tile, then blend in place in raster order (as diffusers does, a tile is
         // blended with the already-blended tiles above and to the left).
@@ -121,8 +140,15 @@ impl<'a, B: Backend> StreamDecoder<'a, B> {
         for (ri, &i) in rows.iter().enumerate() {
             let mut row = Vec::with_capacity(cols.len());
             for (ci, &j) in cols.iter().enumerate() {
-                let part = x.clone().narrow(3, i, tile.min(h - i)).narrow(4, j, tile.min(w - j));
-                row.push(self.vae.decoder.forward(part, &mut self.caches[ri * cols.len() + ci]));
+                let part = x
+                    .clone()
+                    .narrow(3, i, tile.min(h - i))
+                    .narrow(4, j, tile.min(w - j));
+                row.push(
+                    self.vae
+                        .decoder
+                        .forward(part, &mut self.caches[ri * cols.len() + ci]),
+                );
             }
             grid.push(row);
         }
@@ -139,7 +165,10 @@ impl<'a, B: Backend> StreamDecoder<'a, B> {
                 }
                 grid[ri][ci] = cur.clone();
                 let [_, _, _, th, tw] = cur.dims();
-                out_row.push(cur.narrow(3, 0, t.stride.min(th)).narrow(4, 0, t.stride.min(tw)));
+                out_row.push(
+                    cur.narrow(3, 0, t.stride.min(th))
+                        .narrow(4, 0, t.stride.min(tw)),
+                );
             }
             out_rows.push(Tensor::cat(out_row, 4));
         }
@@ -150,7 +179,12 @@ impl<'a, B: Backend> StreamDecoder<'a, B> {
 
 /// diffusers' `blend_v`/`blend_h`: the first `e` rows (or columns) of `b` become
 /// `a[-e + y]·(1 - y/e) + b[y]·(y/e)`, `e = min(extent, size of a, size of b)`.
-fn blend_along<B: Backend>(a: &Tensor<B, 5>, b: Tensor<B, 5>, extent: usize, dim: usize) -> Tensor<B, 5> {
+fn blend_along<B: Backend>(
+    a: &Tensor<B, 5>,
+    b: Tensor<B, 5>,
+    extent: usize,
+    dim: usize,
+) -> Tensor<B, 5> {
     let (na, nb) = (a.dims()[dim], b.dims()[dim]);
     let e = extent.min(na).min(nb);
     if e == 0 {
@@ -160,10 +194,38 @@ fn blend_along<B: Backend>(a: &Tensor<B, 5>, b: Tensor<B, 5>, extent: usize, dim
     let mut shape = [1usize; 5];
     shape[dim] = e;
     let r = Tensor::<B, 1>::from_floats(ramp.as_slice(), &b.device()).reshape(shape);
-    let head = a.clone().narrow(dim, na - e, e) * (r.clone().neg() + 1.0) + b.clone().narrow(dim, 0, e) * r;
+    let head = a.clone().narrow(dim, na - e, e) * (r.clone().neg() + 1.0)
+        + b.clone().narrow(dim, 0, e) * r;
     if e == nb {
         head
     } else {
         Tensor::cat(vec![head, b.narrow(dim, e, nb - e)], dim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    #[test]
+    fn blend_ramps_linearly_over_the_overlap() {
+        let d = Default::default();
+        let a = Tensor::<NdArray, 5>::zeros([1, 1, 1, 1, 6], &d);
+        let b = Tensor::<NdArray, 5>::ones([1, 1, 1, 1, 6], &d);
+        let out = blend_along(&a, b, 4, 4)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(out, vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.0]);
+        // The tail of `a` (not its head) is what overlaps `b`.
+        let a =
+            Tensor::<NdArray, 1>::from_floats([9.0, 9.0, 2.0, 2.0], &d).reshape([1, 1, 1, 4, 1]);
+        let b = Tensor::<NdArray, 5>::zeros([1, 1, 1, 3, 1], &d);
+        let out = blend_along(&a, b, 2, 3)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(out, vec![2.0, 1.0, 0.0]);
     }
 }

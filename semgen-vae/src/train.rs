@@ -1,1 +1,498 @@
-//! Training (filled in below).
+//! Training the VAE on Shapes clips: reconstruction (L1 + MSE) plus a small KL term, AdamW,
+//! periodic atomic checkpoints and exact resume.
+//!
+//! A run directory holds `vae.safetensors` (a semgen `wan_vae` checkpoint in diffusers' key
+//! layout, loadable with [`WanVae::load`]) and `train_state.bin` (the Burn records of the model
+//! and the AdamW moments plus the step, so a resumed run continues bit-for-bit). Both are written
+//! atomically (temp file, fsync, rename). The posterior noise and the clips of step `s` are
+//! derived from `(seed, s)`, so nothing else needs saving.
+
+use crate::keys::DIFFUSERS_KEYS;
+use crate::{VaeError, WanVae, WanVaeConfig, COMPONENT};
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use rand::{Rng, SeedableRng};
+use semgen_core::checkpoint::{save_checkpoint, write_atomic, CheckpointMeta};
+use semgen_data::{videos_to_tensor, ShapesWorld, Split, WorldConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// File names inside a run directory.
+pub const CHECKPOINT_FILE: &str = "vae.safetensors";
+pub const STATE_FILE: &str = "train_state.bin";
+
+/// Why training could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("cannot read training config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Model(#[from] semgen_core::ConfigError),
+    #[error(transparent)]
+    Input(#[from] VaeError),
+    #[error("Shapes data: {0}")]
+    Data(#[from] semgen_data::DataError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("cannot resume from {dir}: {reason}")]
+    Resume { dir: PathBuf, reason: String },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config (TOML)
+// ---------------------------------------------------------------------------------------------
+
+/// A training run: `[model]`, `[data]`, `[train]` tables of a TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaeTrainConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub train: TrainSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `tiny`, `shapes-small` or `wan21` ([`WanVaeConfig`] presets).
+    pub preset: String,
+    /// Overrides the preset's latent channels (latent mean/std become 0/1).
+    #[serde(default)]
+    pub z_dim: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Shapes world seed.
+    pub seed: u64,
+    /// Frames per clip, `1 + 4k`.
+    pub frames: usize,
+    pub height: usize,
+    pub width: usize,
+    pub max_objects: usize,
+    pub batch_size: usize,
+    /// Train on the centred `crop × crop` window of each clip (a multiple of 8); `None` = the
+    /// whole frame. The tests use it to stay fast.
+    #[serde(default)]
+    pub crop: Option<usize>,
+    /// Cycle over the first `clips` training clips instead of fresh ones every step (the tests
+    /// overfit one clip, so that the loss must fall).
+    #[serde(default)]
+    pub clips: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    pub steps: u64,
+    pub lr: f64,
+    pub weight_decay: f32,
+    pub l1_weight: f64,
+    pub mse_weight: f64,
+    pub kl_weight: f64,
+    /// Save every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Seed of the posterior noise.
+    pub seed: u64,
+}
+
+impl VaeTrainConfig {
+    /// `configs/tiny.toml`: the fixture-sized model on 5×32×32 clips, for tests.
+    pub fn tiny() -> Self {
+        Self {
+            model: ModelSection {
+                preset: "tiny".into(),
+                z_dim: None,
+            },
+            data: DataSection {
+                seed: 0,
+                frames: 5,
+                height: 32,
+                width: 32,
+                max_objects: 2,
+                batch_size: 1,
+                crop: Some(16),
+                clips: Some(1),
+            },
+            train: TrainSection {
+                steps: 6,
+                lr: 2e-3,
+                weight_decay: 1e-4,
+                l1_weight: 1.0,
+                mse_weight: 1.0,
+                kl_weight: 1e-6,
+                checkpoint_every: 3,
+                seed: 0,
+            },
+        }
+    }
+
+    /// `configs/shapes-small.toml`: the shipped model on 17×64×64 Shapes clips.
+    pub fn shapes_small() -> Self {
+        Self {
+            model: ModelSection {
+                preset: "shapes-small".into(),
+                z_dim: None,
+            },
+            data: DataSection {
+                seed: 0,
+                frames: 17,
+                height: 64,
+                width: 64,
+                max_objects: 2,
+                batch_size: 4,
+                crop: None,
+                clips: None,
+            },
+            train: TrainSection {
+                steps: 20_000,
+                lr: 3e-4,
+                weight_decay: 1e-4,
+                l1_weight: 1.0,
+                mse_weight: 1.0,
+                kl_weight: 1e-6,
+                checkpoint_every: 1000,
+                seed: 0,
+            },
+        }
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let err = |reason: String| TrainError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let cfg = Self::from_toml(&text).map_err(err)?;
+        cfg.model_config().map_err(|e| TrainError::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The VAE config of `[model]`.
+    pub fn model_config(&self) -> Result<WanVaeConfig, semgen_core::ConfigError> {
+        let mut c = match self.model.preset.as_str() {
+            "tiny" => WanVaeConfig::tiny(),
+            "shapes-small" => WanVaeConfig::shapes_small(),
+            "wan21" => WanVaeConfig::wan21(),
+            other => {
+                return Err(semgen_core::ConfigError::invalid(format!(
+                    "unknown model preset '{other}' (tiny, shapes-small, wan21)"
+                )))
+            }
+        };
+        if let Some(z) = self.model.z_dim {
+            c.z_dim = z;
+            c.latents_mean = vec![0.0; z];
+            c.latents_std = vec![1.0; z];
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss
+// ---------------------------------------------------------------------------------------------
+
+/// Loss weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossWeights {
+    pub l1: f64,
+    pub mse: f64,
+    pub kl: f64,
+}
+
+/// The loss and its parts (scalars `[1]`).
+#[derive(Debug, Clone)]
+pub struct VaeLoss<B: Backend> {
+    pub total: Tensor<B, 1>,
+    pub l1: Tensor<B, 1>,
+    pub mse: Tensor<B, 1>,
+    pub kl: Tensor<B, 1>,
+}
+
+/// `l1·mean|x̂ - x| + mse·mean(x̂ - x)² + kl·KL(q(z|x) ‖ N(0, I))`, the KL averaged over latent
+/// elements; `logvar` is clamped to [-30, 20] as diffusers' `DiagonalGaussianDistribution` does.
+pub fn vae_loss<B: Backend>(
+    video: Tensor<B, 5>,
+    recon: Tensor<B, 5>,
+    mu: Tensor<B, 5>,
+    logvar: Tensor<B, 5>,
+    w: LossWeights,
+) -> VaeLoss<B> {
+    let diff = recon - video;
+    let l1 = diff.clone().abs().mean();
+    let mse = diff.powf_scalar(2.0).mean();
+    let logvar = logvar.clamp(-30.0, 20.0);
+    let kl = ((mu.powf_scalar(2.0) + logvar.clone().exp() - logvar - 1.0) * 0.5).mean();
+    let total = l1.clone() * w.l1 + mse.clone() * w.mse + kl.clone() * w.kl;
+    VaeLoss { total, l1, mse, kl }
+}
+
+/// Standard normal noise from `(seed, step)` on the host, so resumed runs draw the same noise.
+fn normal_noise<B: Backend>(
+    shape: [usize; 5],
+    seed: u64,
+    step: u64,
+    device: &B::Device,
+) -> Tensor<B, 5> {
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let n: usize = shape.iter().product();
+    // Box-Muller on (0, 1] uniforms.
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            let u1: f64 = 1.0 - rng.random::<f64>();
+            let u2: f64 = rng.random::<f64>();
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trainer
+// ---------------------------------------------------------------------------------------------
+
+/// Scalars of one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    pub step: u64,
+    pub loss: f64,
+    pub l1: f64,
+    pub mse: f64,
+    pub kl: f64,
+}
+
+/// A VAE training run on Shapes clips.
+pub struct VaeTrainer<B: AutodiffBackend> {
+    pub model: WanVae<B>,
+    optim: OptimizerAdaptor<AdamW, WanVae<B>, B>,
+    /// Steps done.
+    pub step: u64,
+    pub config: VaeTrainConfig,
+    world: ShapesWorld,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> VaeTrainer<B> {
+    /// A fresh run; the initial weights come from `B`'s RNG seeded with `train.seed`.
+    pub fn new(config: VaeTrainConfig, device: &B::Device) -> Result<Self, TrainError> {
+        B::seed(device, config.train.seed);
+        let model = config.model_config()?.init::<B>(device)?;
+        let d = &config.data;
+        let world = ShapesWorld::new(WorldConfig {
+            seed: d.seed,
+            frames: d.frames,
+            height: d.height,
+            width: d.width,
+            max_objects: d.max_objects,
+            ..WorldConfig::default()
+        })?;
+        let (h, w) = match d.crop {
+            Some(c) if c <= d.height.min(d.width) => (c, c),
+            Some(c) => {
+                return Err(TrainError::Config {
+                    path: PathBuf::new(),
+                    reason: format!(
+                        "crop {c} is larger than the {}x{} frames",
+                        d.height, d.width
+                    ),
+                })
+            }
+            None => (d.height, d.width),
+        };
+        model.check_video([d.batch_size.max(1), 3, d.frames, h, w])?;
+        let optim = AdamWConfig::new()
+            .with_weight_decay(config.train.weight_decay)
+            .init();
+        Ok(Self {
+            model,
+            optim,
+            step: 0,
+            config,
+            world,
+            device: device.clone(),
+        })
+    }
+
+    /// The clips of step `s`: training clips `s·B .. (s+1)·B` (modulo `data.clips`).
+    pub fn batch(&self, step: u64) -> Result<Tensor<B, 5>, TrainError> {
+        let b = self.config.data.batch_size.max(1) as u64;
+        let clips = (step * b..(step + 1) * b)
+            .map(|i| self.config.data.clips.map_or(i, |n| i % n.max(1)))
+            .map(|i| self.world.clip(Split::Train, i).map(|c| c.video))
+            .collect::<Result<Vec<_>, _>>()?;
+        let x = videos_to_tensor(&clips, &self.device)?;
+        Ok(match self.config.data.crop {
+            Some(c) => {
+                let [_, _, _, h, w] = x.dims();
+                x.narrow(3, (h - c) / 2, c).narrow(4, (w - c) / 2, c)
+            }
+            None => x,
+        })
+    }
+
+    /// The loss of the model on `video` with the posterior noise of `step`.
+    pub fn loss(
+        &self,
+        model: &WanVae<B>,
+        video: Tensor<B, 5>,
+        step: u64,
+    ) -> Result<VaeLoss<B>, TrainError> {
+        let z = model.config.z_dim;
+        let moments = model.encode_moments(video.clone())?;
+        let mu = moments.clone().narrow(1, 0, z);
+        let logvar = moments.narrow(1, z, z);
+        let eps = normal_noise::<B>(mu.dims(), self.config.train.seed, step, &self.device);
+        let sample = mu.clone() + (logvar.clone().clamp(-30.0, 20.0) * 0.5).exp() * eps;
+        // Unclamped decode: the [-1, 1] clamp would zero the gradient of overshooting pixels.
+        let recon = model.decode_unclamped(sample)?;
+        let t = &self.config.train;
+        Ok(vae_loss(
+            video,
+            recon,
+            mu,
+            logvar,
+            LossWeights {
+                l1: t.l1_weight,
+                mse: t.mse_weight,
+                kl: t.kl_weight,
+            },
+        ))
+    }
+
+    /// One AdamW step.
+    pub fn train_step(&mut self) -> Result<StepStats, TrainError> {
+        let video = self.batch(self.step)?;
+        let loss = self.loss(&self.model, video, self.step)?;
+        let scalar = |t: &Tensor<B, 1>| t.clone().into_scalar().elem::<f64>();
+        let stats = StepStats {
+            step: self.step + 1,
+            loss: scalar(&loss.total),
+            l1: scalar(&loss.l1),
+            mse: scalar(&loss.mse),
+            kl: scalar(&loss.kl),
+        };
+        let grads = GradientsParams::from_grads(loss.total.backward(), &self.model);
+        self.model = self
+            .optim
+            .step(self.config.train.lr, self.model.clone(), grads);
+        self.step += 1;
+        Ok(stats)
+    }
+
+    /// Runs until `train.steps`, saving into `dir` every `checkpoint_every` steps and at the end.
+    pub fn run(&mut self, dir: &Path, mut log: impl FnMut(&StepStats)) -> Result<(), TrainError> {
+        let every = self.config.train.checkpoint_every.max(1);
+        while self.step < self.config.train.steps {
+            let stats = self.train_step()?;
+            log(&stats);
+            if self.step % every == 0 || self.step == self.config.train.steps {
+                self.save(dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `vae.safetensors` and `train_state.bin` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        let ck = |e: String| TrainError::Checkpoint(e);
+        std::fs::create_dir_all(dir).map_err(|e| ck(format!("{}: {e}", dir.display())))?;
+        let model = self.model.valid();
+        let meta = CheckpointMeta::new(
+            COMPONENT,
+            self.step,
+            serde_json::to_value(&self.model.config).map_err(|e| ck(e.to_string()))?,
+        );
+        save_checkpoint::<B::InnerBackend, _>(
+            &model,
+            &dir.join(CHECKPOINT_FILE),
+            DIFFUSERS_KEYS,
+            &meta,
+        )
+        .map_err(|e| ck(e.to_string()))?;
+        let rec = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let model_bytes = Recorder::<B>::record(&rec, self.model.clone().into_record(), ())
+            .map_err(|e| ck(e.to_string()))?;
+        let optim_bytes = Recorder::<B>::record(&rec, self.optim.to_record(), ())
+            .map_err(|e| ck(e.to_string()))?;
+        let config = self.config.to_toml().into_bytes();
+        let mut bytes = Vec::new();
+        for part in [
+            &self.step.to_le_bytes()[..],
+            &config,
+            &model_bytes,
+            &optim_bytes,
+        ] {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part);
+        }
+        write_atomic(&dir.join(STATE_FILE), &bytes).map_err(|e| ck(e.to_string()))
+    }
+
+    /// Continues the run saved in `dir`. `config` must describe the same model and data; the
+    /// step budget and checkpoint interval may change.
+    pub fn resume(
+        config: VaeTrainConfig,
+        dir: &Path,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let bad = |reason: String| TrainError::Resume {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let bytes =
+            std::fs::read(dir.join(STATE_FILE)).map_err(|e| bad(format!("{STATE_FILE}: {e}")))?;
+        let mut parts = Vec::new();
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let len = bytes
+                .get(at..at + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+                .ok_or_else(|| bad("truncated state file".into()))?;
+            let part = bytes
+                .get(at + 8..at + 8 + len)
+                .ok_or_else(|| bad("truncated state file".into()))?;
+            parts.push(part.to_vec());
+            at += 8 + len;
+        }
+        let [step, saved_config, model_bytes, optim_bytes]: [Vec<u8>; 4] = parts
+            .try_into()
+            .map_err(|_| bad("corrupt state file".into()))?;
+        let step = u64::from_le_bytes(step.try_into().map_err(|_| bad("corrupt step".into()))?);
+        let saved =
+            VaeTrainConfig::from_toml(&String::from_utf8_lossy(&saved_config)).map_err(bad)?;
+        if saved.model != config.model || saved.data != config.data {
+            return Err(bad(
+                "the [model] or [data] section differs from the saved run".into(),
+            ));
+        }
+        let mut trainer = Self::new(config, device)?;
+        let rec = BinBytesRecorder::<FullPrecisionSettings>::default();
+        let model_record =
+            Recorder::<B>::load(&rec, model_bytes, device).map_err(|e| bad(e.to_string()))?;
+        let optim_record =
+            Recorder::<B>::load(&rec, optim_bytes, device).map_err(|e| bad(e.to_string()))?;
+        trainer.model = trainer.model.load_record(model_record);
+        trainer.optim = trainer.optim.load_record(optim_record);
+        trainer.step = step;
+        Ok(trainer)
+    }
+}

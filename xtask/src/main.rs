@@ -1,9 +1,16 @@
 //! `cargo xtask …`: semgen's developer commands.
 //!
 //! - `parity PATH [--device D]`: run a reference fixture (a component folder, the scheduler
-//!   file, or a folder of fixtures) and compare every output at the manifest's tolerance.
+//!   file, or a folder of fixtures) and compare every output at the manifest's tolerance;
+//! - `data preview --count N --out DIR [--long] [--split S] [--seed S]`: write Shapes clips as
+//!   GIFs, PNG frames, captions and a contact sheet;
+//! - `train encoder [...]`: Shapes pretraining of the semantic encoder;
+//! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips.
 
+mod data;
+mod encoder;
 mod parity;
+mod vae;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,12 +26,32 @@ struct Cli {
 enum Command {
     /// Compare a component against a reference fixture (exits non-zero on any mismatch).
     Parity(parity::ParityArgs),
+    /// The Shapes world: previews of generated clips.
+    Data(data::DataArgs),
+    /// Train a component.
+    Train {
+        #[command(subcommand)]
+        component: TrainCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Contrastive video–caption pretraining of the semantic encoder on the Shapes world.
+    Encoder(encoder::EncoderTrainArgs),
+    /// The Wan VAE on Shapes clips (reconstruction + KL), from a TOML config.
+    Vae(vae::VaeTrainArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Parity(args) => parity::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Train { component } => match component {
+            TrainCommand::Encoder(args) => encoder::train(args),
+            TrainCommand::Vae(args) => vae::train(args),
+        },
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

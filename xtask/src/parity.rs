@@ -15,7 +15,7 @@ use semgen_pipeline::backend::{dispatch, BackendTask};
 use std::path::{Path, PathBuf};
 
 /// Components this build can check, by manifest name.
-pub const COMPONENTS: &[&str] = &["wan_dit"];
+pub const COMPONENTS: &[&str] = &["wan_dit", "wan_vae", "qwen25vl_vision", "umt5_encoder"];
 
 #[derive(clap::Args)]
 pub struct ParityArgs {
@@ -100,6 +100,9 @@ fn run_component<B: Backend>(
 ) -> Result<Vec<ParityRow>, anyhow::Error> {
     let rows: Result<Vec<ParityRow>, FixtureError> = match fx.manifest.component.as_str() {
         "wan_dit" => semgen_core::parity::run_wan_dit::<B>(fx, device),
+        "wan_vae" => semgen_vae::parity::run_wan_vae::<B>(fx, device),
+        "qwen25vl_vision" => semgen_encoder::parity::run_qwen25vl_vision::<B>(fx, device),
+        "umt5_encoder" => semgen_encoder::parity::run_umt5_encoder::<B>(fx, device),
         other => bail!(
             "{}: unknown component '{other}' (this build supports: {})",
             fx.dir.display(),

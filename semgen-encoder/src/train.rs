@@ -1,0 +1,388 @@
+//! Reusable pieces of the Shapes pretraining of the semantic encoder (issue 5): no pretrained
+//! video encoder can be downloaded, so the tower is trained as the paper's was, by
+//! vision–language alignment — a symmetric contrastive (InfoNCE) objective between the pooled
+//! video tokens and the pooled caption tokens — and judged by caption retrieval and linear probes.
+//!
+//! Everything here is backend-generic and data-source-agnostic: clips arrive as tensors, labels as
+//! integers. The data loop (Shapes clips from `semgen-data`) belongs to the command that drives it.
+
+use crate::qwen_vision::{QwenVision, QwenVisionConfig};
+use crate::umt5::{Umt5Config, Umt5Encoder};
+use crate::EncodeError;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use semgen_core::ConfigError;
+
+/// Frame indices of a sparse sampling with `stride` (0, s, 2s, …, up to `frames − 1`). The
+/// paper samples 15:1 at 24 fps; Shapes clips are 17 frames at 8 fps, so a stride of 4 keeps 5
+/// frames (3 temporal patches after padding) and a "slowly" object still moves H/32 px between
+/// kept frames — a quarter of a 64-px frame over the clip, visible to 8-px tokens.
+pub fn sparse_frames(frames: usize, stride: usize) -> Vec<usize> {
+    (0..frames).step_by(stride.max(1)).collect()
+}
+
+/// Mean over every token of a `[B, d, t, h, w]` grid: `[B, d]`.
+pub fn pool_grid<B: Backend>(features: Tensor<B, 5>) -> Tensor<B, 2> {
+    let [b, d, t, h, w] = features.dims();
+    features
+        .reshape([b, d, t * h * w])
+        .mean_dim(2)
+        .reshape([b, d])
+}
+
+/// Mean over the real tokens of `[B, L, d]` text states (`lengths[i]` real tokens in row `i`).
+pub fn pool_text<B: Backend>(hidden: Tensor<B, 3>, lengths: &[usize]) -> Tensor<B, 2> {
+    let [b, l, d] = hidden.dims();
+    let device = hidden.device();
+    let weights: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&n| (0..l).map(move |i| if i < n { 1.0 / n.max(1) as f32 } else { 0.0 }))
+        .collect();
+    let w = Tensor::<B, 2>::from_data(TensorData::new(weights, [b, l]), &device).reshape([b, l, 1]);
+    (hidden * w).sum_dim(1).reshape([b, d])
+}
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let n = x.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-8);
+    x / n
+}
+
+/// Symmetric InfoNCE (CLIP's loss) between matched rows of `video` and `text` `[B, k]`: cosine
+/// similarities over `temperature`, cross-entropy towards the diagonal in both directions.
+pub fn info_nce<B: Backend>(
+    video: Tensor<B, 2>,
+    text: Tensor<B, 2>,
+    temperature: f64,
+) -> Tensor<B, 1> {
+    let [b, _] = video.dims();
+    let logits = l2_normalize(video).matmul(l2_normalize(text).transpose()) / temperature;
+    let eye = Tensor::<B, 2>::eye(b, &logits.device());
+    let v2t = -(log_softmax(logits.clone(), 1) * eye.clone()).sum() / b as f64;
+    let t2v = -(log_softmax(logits.transpose(), 1) * eye).sum() / b as f64;
+    (v2t + t2v) / 2.0
+}
+
+/// Fraction of videos whose most similar caption (cosine, among all rows of `text`) is their own.
+/// `video` and `text` are host matrices of `n` rows of width `k`, row-major.
+pub fn retrieval_top1(video: &[f32], text: &[f32], k: usize) -> f64 {
+    let n = video.len() / k.max(1);
+    if n == 0 {
+        return 0.0;
+    }
+    let norm = |r: &[f32]| r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-8);
+    let hits = (0..n)
+        .filter(|&i| {
+            let v = &video[i * k..(i + 1) * k];
+            let sim = |j: usize| {
+                let t = &text[j * k..(j + 1) * k];
+                v.iter().zip(t).map(|(a, b)| a * b).sum::<f32>() / norm(t)
+            };
+            let best = (0..n)
+                .max_by(|&a, &b| sim(a).total_cmp(&sim(b)))
+                .unwrap_or(0);
+            best == i
+        })
+        .count();
+    hits as f64 / n as f64
+}
+
+/// A linear probe fitted in closed form: ridge regression of one-hot labels on standardised
+/// features (with a bias column), prediction by arg-max. Returns the accuracy on `(test_x,
+/// test_y)`. Features are row-major `[n, k]`; labels are in `0..classes`.
+pub fn linear_probe_accuracy(
+    train_x: &[f32],
+    train_y: &[usize],
+    test_x: &[f32],
+    test_y: &[usize],
+    k: usize,
+    classes: usize,
+    ridge: f64,
+) -> f64 {
+    let n = train_y.len();
+    if n == 0 || test_y.is_empty() || classes == 0 {
+        return 0.0;
+    }
+    // Standardise with training statistics so one ridge weight suits every feature.
+    let mean: Vec<f64> = (0..k)
+        .map(|j| (0..n).map(|i| train_x[i * k + j] as f64).sum::<f64>() / n as f64)
+        .collect();
+    let std: Vec<f64> = (0..k)
+        .map(|j| {
+            let v = (0..n)
+                .map(|i| (train_x[i * k + j] as f64 - mean[j]).powi(2))
+                .sum::<f64>()
+                / n as f64;
+            v.sqrt().max(1e-6)
+        })
+        .collect();
+    let row = |x: &[f32], i: usize| -> Vec<f64> {
+        let mut r: Vec<f64> = (0..k)
+            .map(|j| (x[i * k + j] as f64 - mean[j]) / std[j])
+            .collect();
+        r.push(1.0);
+        r
+    };
+    let kk = k + 1;
+    let mut a = vec![0.0f64; kk * kk];
+    let mut rhs = vec![0.0f64; kk * classes];
+    for i in 0..n {
+        let r = row(train_x, i);
+        for p in 0..kk {
+            for q in 0..kk {
+                a[p * kk + q] += r[p] * r[q];
+            }
+            rhs[p * classes + train_y[i].min(classes - 1)] += r[p];
+        }
+    }
+    for p in 0..k {
+        a[p * kk + p] += ridge;
+    }
+    let w = solve(&mut a, &mut rhs, kk, classes);
+    let correct = test_y
+        .iter()
+        .enumerate()
+        .filter(|&(i, &y)| {
+            let r = row(test_x, i);
+            let score = |c: usize| (0..kk).map(|p| r[p] * w[p * classes + c]).sum::<f64>();
+            (0..classes).max_by(|&a, &b| score(a).total_cmp(&score(b))) == Some(y)
+        })
+        .count();
+    correct as f64 / test_y.len() as f64
+}
+
+/// Solves `A·X = B` (A `[n, n]` symmetric positive definite after the ridge, B `[n, m]`) by
+/// Gaussian elimination with partial pivoting; returns X.
+fn solve(a: &mut [f64], b: &mut [f64], n: usize, m: usize) -> Vec<f64> {
+    for col in 0..n {
+        let piv = (col..n)
+            .max_by(|&x, &y| a[x * n + col].abs().total_cmp(&a[y * n + col].abs()))
+            .unwrap_or(col);
+        if piv != col {
+            for j in 0..n {
+                a.swap(col * n + j, piv * n + j);
+            }
+            for j in 0..m {
+                b.swap(col * m + j, piv * m + j);
+            }
+        }
+        let d = a[col * n + col];
+        if d.abs() < 1e-12 {
+            continue;
+        }
+        for r in 0..n {
+            if r == col {
+                continue;
+            }
+            let f = a[r * n + col] / d;
+            if f == 0.0 {
+                continue;
+            }
+            for j in col..n {
+                a[r * n + j] -= f * a[col * n + j];
+            }
+            for j in 0..m {
+                b[r * m + j] -= f * b[col * m + j];
+            }
+        }
+    }
+    (0..n * m)
+        .map(|i| {
+            let d = a[(i / m) * n + i / m];
+            if d.abs() < 1e-12 {
+                0.0
+            } else {
+                b[i] / d
+            }
+        })
+        .collect()
+}
+
+/// Sizes of the contrastive model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContrastiveConfig {
+    pub vision: QwenVisionConfig,
+    pub text: Umt5Config,
+    /// Width of the shared embedding space.
+    pub embed_dim: usize,
+    pub temperature: f64,
+}
+
+impl ContrastiveConfig {
+    /// The Shapes setting: [`QwenVisionConfig::shapes`], [`Umt5Config::shapes`], 64-d space,
+    /// temperature 0.07 (CLIP's initial value).
+    pub fn shapes() -> Self {
+        Self {
+            vision: QwenVisionConfig::shapes(),
+            text: Umt5Config::shapes(),
+            embed_dim: 64,
+            temperature: 0.07,
+        }
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ContrastiveModel<B>, ConfigError> {
+        if self.embed_dim == 0 || self.temperature.is_nan() || self.temperature <= 0.0 {
+            return Err(ConfigError::invalid(
+                "embed_dim and temperature must be positive",
+            ));
+        }
+        Ok(ContrastiveModel {
+            vision: self.vision.init(device)?,
+            text: self.text.init(device)?,
+            video_proj: LinearConfig::new(self.vision.out_hidden_size, self.embed_dim).init(device),
+            text_proj: LinearConfig::new(self.text.d_model, self.embed_dim).init(device),
+            temperature: self.temperature,
+        })
+    }
+}
+
+/// The semantic encoder and a text encoder with projection heads into one space.
+#[derive(Module, Debug)]
+pub struct ContrastiveModel<B: Backend> {
+    pub vision: QwenVision<B>,
+    pub text: Umt5Encoder<B>,
+    pub video_proj: Linear<B>,
+    pub text_proj: Linear<B>,
+    #[module(skip)]
+    pub temperature: f64,
+}
+
+impl<B: Backend> ContrastiveModel<B> {
+    /// Pooled, projected video embeddings of clips `[B, C, T, H, W]` in [-1, 1].
+    pub fn embed_video(&self, clips: Tensor<B, 5>) -> Result<Tensor<B, 2>, EncodeError> {
+        let grid = self.vision.encode_clip(clips)?;
+        Ok(self.video_proj.forward(pool_grid(grid.features)))
+    }
+
+    /// Pooled, projected caption embeddings from padded ids `[B, L]` and real lengths.
+    pub fn embed_text(&self, ids: Tensor<B, 2, Int>, lengths: &[usize]) -> Tensor<B, 2> {
+        let [b, l] = ids.dims();
+        let mask: Vec<i64> = lengths
+            .iter()
+            .flat_map(|&n| (0..l).map(move |i| (i < n) as i64))
+            .collect();
+        let mask = Tensor::<B, 2, Int>::from_data(TensorData::new(mask, [b, l]), &ids.device());
+        let hidden = self.text.forward(ids, mask);
+        self.text_proj.forward(pool_text(hidden, lengths))
+    }
+
+    /// The contrastive loss of a batch of matched clips and captions.
+    pub fn loss(
+        &self,
+        clips: Tensor<B, 5>,
+        ids: Tensor<B, 2, Int>,
+        lengths: &[usize],
+    ) -> Result<Tensor<B, 1>, EncodeError> {
+        let v = self.embed_video(clips)?;
+        let t = self.embed_text(ids, lengths);
+        Ok(info_nce(v, t, self.temperature))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+    use burn::tensor::Distribution;
+    type TB = NdArray;
+
+    #[test]
+    fn sparse_sampling() {
+        assert_eq!(sparse_frames(17, 4), vec![0, 4, 8, 12, 16]);
+        assert_eq!(sparse_frames(5, 15), vec![0]);
+        assert_eq!(sparse_frames(3, 0), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn text_pooling_ignores_padding() {
+        let d = Default::default();
+        let h = Tensor::<TB, 3>::from_floats([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]], &d);
+        let p = pool_text(h, &[2]).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(p, vec![2.0, 3.0]);
+    }
+
+    #[test]
+    fn info_nce_prefers_matched_pairs() {
+        let d = Default::default();
+        let v = Tensor::<TB, 2>::random([8, 16], Distribution::Normal(0.0, 1.0), &d);
+        let matched = info_nce(v.clone(), v.clone(), 0.1).into_scalar();
+        let shuffled = info_nce(v.clone(), v.clone().flip([0]), 0.1).into_scalar();
+        assert!(matched < 0.01, "{matched}");
+        assert!(shuffled > 1.0, "{shuffled}");
+    }
+
+    #[test]
+    fn retrieval_metric() {
+        let v = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        assert_eq!(retrieval_top1(&v, &v, 2), 1.0);
+        let swapped = [0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+        assert!((retrieval_top1(&v, &swapped, 2) - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn linear_probe_separates_separable_classes_and_not_noise() {
+        // Features 1 and 2 flag classes 1 and 2 (class 0 has neither); feature 0 is noise.
+        let mut rng = 1u64;
+        let mut next = || {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((rng >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..200 {
+            let c = i % 3;
+            x.extend([
+                next(),
+                (c == 1) as u8 as f32 + 0.2 * next(),
+                (c == 2) as u8 as f32 + 0.2 * next(),
+            ]);
+            y.push(c);
+        }
+        let acc = linear_probe_accuracy(&x[..450], &y[..150], &x[450..], &y[150..], 3, 3, 1e-3);
+        assert!(acc > 0.95, "separable: {acc}");
+        let noise: Vec<f32> = (0..600).map(|_| next()).collect();
+        let acc = linear_probe_accuracy(
+            &noise[..450],
+            &y[..150],
+            &noise[450..],
+            &y[150..],
+            3,
+            3,
+            1e-3,
+        );
+        assert!(acc < 0.7, "{acc}");
+    }
+
+    #[test]
+    fn a_training_step_lowers_the_loss() {
+        type AB = Autodiff<TB>;
+        let d = Default::default();
+        let mut cfg = ContrastiveConfig::shapes();
+        cfg.vision = QwenVisionConfig::tiny();
+        cfg.text = Umt5Config::tiny();
+        cfg.embed_dim = 16;
+        let mut model = cfg.init::<AB>(&d).unwrap();
+        let clips = Tensor::<AB, 5>::random([4, 3, 2, 8, 8], Distribution::Uniform(-1.0, 1.0), &d);
+        let ids = Tensor::<AB, 2, Int>::from_data(
+            TensorData::new(
+                vec![5i64, 6, 1, 0, 7, 8, 9, 1, 10, 1, 0, 0, 11, 12, 13, 1],
+                [4, 4],
+            ),
+            &d,
+        );
+        let lengths = [3, 4, 2, 4];
+        let mut optim = AdamConfig::new().init();
+        let first = model.loss(clips.clone(), ids.clone(), &lengths).unwrap();
+        let l0 = first.clone().into_scalar();
+        for _ in 0..5 {
+            let loss = model.loss(clips.clone(), ids.clone(), &lengths).unwrap();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(3e-3, model, grads);
+        }
+        let l1 = model.loss(clips, ids, &lengths).unwrap().into_scalar();
+        assert!(l1 < l0, "loss {l0} -> {l1}");
+    }
+}
