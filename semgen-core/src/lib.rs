@@ -28,7 +28,7 @@
 //! let latents = Tensor::<B, 5>::random([1, 4, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
 //! let text = Tensor::<B, 3>::random([1, 7, 16], Distribution::Normal(0.0, 1.0), &device);
 //! let t = Tensor::<B, 1>::from_floats([500.0], &device);
-//! let velocity = model.forward(latents, t, text);
+//! let velocity = model.forward(latents, t, text).unwrap();
 //! assert_eq!(velocity.dims(), [1, 4, 3, 8, 8]);
 //! ```
 

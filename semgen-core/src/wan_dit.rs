@@ -190,7 +190,12 @@ impl WanDitConfig {
         if self.attn_window == Some(0) {
             return Err(ConfigError::invalid("attn_window must be at least 1 frame"));
         }
-        Rope3d::wan(self.attention_head_dim).map(|_| ())
+        Rope3d::new(
+            self.attention_head_dim,
+            crate::rope::wan_rope_axes(self.attention_head_dim),
+            self.rope_theta,
+        )
+        .map(|_| ())
     }
 
     /// Builds the model with freshly initialised weights.
@@ -558,13 +563,12 @@ impl<B: Backend> WanDit<B> {
             positions.extend_from_slice(&e.positions);
             frames.extend(e.frames.iter().map(|&t| t.min(f.saturating_sub(1))));
         }
-        let rope = Rope3d::wan(self.config.attention_head_dim).expect("validated in init");
         let rope = Rope3d::new(
             self.config.attention_head_dim,
             crate::rope::wan_rope_axes(self.config.attention_head_dim),
             self.config.rope_theta,
         )
-        .unwrap_or(rope);
+        .expect("validated in init");
         let (cos, sin) = rope.cos_sin::<B>(&positions, device);
         let mut cache: Vec<(AttentionMode, std::sync::Arc<WindowPlan>)> = Vec::new();
         let plans = (0..self.blocks.len())
@@ -641,17 +645,17 @@ impl<B: Backend> WanDit<B> {
     }
 
     /// Velocity prediction for latents `[B, C, F, H, W]` at timesteps `[B]` given text features
-    /// `[B, L, text_dim]`.
+    /// `[B, L, text_dim]`. Errors if the latent grid is not divisible by the patch size.
     pub fn forward(
         &self,
         x: Tensor<B, 5>,
         timestep: Tensor<B, 1>,
         text: Tensor<B, 3>,
-    ) -> Tensor<B, 5> {
+    ) -> Result<Tensor<B, 5>, ConfigError> {
         let [_, _, f, h, w] = x.dims();
-        let grid = self.patched_grid(f, h, w).unwrap_or_else(|e| panic!("{e}"));
+        let grid = self.patched_grid(f, h, w)?;
         let layout = self.layout(grid, None, &x.device());
-        self.forward_with_layout(x, timestep, text, &layout)
+        Ok(self.forward_with_layout(x, timestep, text, &layout))
     }
 
     /// [`WanDit::forward`] with a prebuilt layout (no per-call RoPE/plan work).

@@ -75,19 +75,23 @@ fn window_covering_all_frames_equals_full_attention() {
     let d = Default::default();
     let full = WanDitConfig::tiny().init::<B>(&d).unwrap();
     let (x, t, c) = inputs(5);
-    let want = full.forward(x.clone(), t.clone(), c.clone());
+    let want = full.forward(x.clone(), t.clone(), c.clone()).unwrap();
     for w in [5, 8] {
         let mut windowed = full.clone();
         windowed.config = windowed.config.clone().with_attn_window(Some(w));
         windowed
             .forward(x.clone(), t.clone(), c.clone())
+            .unwrap()
             .into_data()
             .assert_approx_eq::<f32>(&want.clone().into_data(), Tolerance::absolute(1e-6));
     }
     // A shorter window changes the result (the layers really are windowed).
     let mut short = full.clone();
     short.config = short.config.clone().with_attn_window(Some(2));
-    let diff = (short.forward(x, t, c) - want).abs().max().into_scalar();
+    let diff = (short.forward(x, t, c).unwrap() - want)
+        .abs()
+        .max()
+        .into_scalar();
     assert!(
         diff > 1e-4,
         "windowed output identical to full attention ({diff})"
@@ -104,10 +108,10 @@ fn windowed_dit_is_local_in_time() {
         .init::<B>(&d)
         .unwrap();
     let (x, t, c) = inputs(6);
-    let y0 = model.forward(x.clone(), t.clone(), c.clone());
+    let y0 = model.forward(x.clone(), t.clone(), c.clone()).unwrap();
     let bump = Tensor::<B, 5>::ones([2, 4, 1, 8, 8], &d);
     let x2 = x.clone().slice_assign([0..2, 0..4, 5..6, 0..8, 0..8], bump);
-    let y1 = model.forward(x2, t, c);
+    let y1 = model.forward(x2, t, c).unwrap();
     let first = |y: Tensor<B, 5>| y.slice([0..2, 0..4, 0..1, 0..8, 0..8]);
     first(y1.clone())
         .into_data()
@@ -162,8 +166,11 @@ fn forward_is_deterministic() {
     let d = Default::default();
     let model = WanDitConfig::tiny().init::<B>(&d).unwrap();
     let (x, t, c) = inputs(3);
-    let a = model.forward(x.clone(), t.clone(), c.clone()).into_data();
-    let b = model.forward(x, t, c).into_data();
+    let a = model
+        .forward(x.clone(), t.clone(), c.clone())
+        .unwrap()
+        .into_data();
+    let b = model.forward(x, t, c).unwrap().into_data();
     assert_eq!(a, b);
 }
 
@@ -181,7 +188,9 @@ fn a_training_step_reduces_the_flow_matching_loss() {
     let target = velocity_target(x0, noise);
     let mut losses = Vec::new();
     for _ in 0..5 {
-        let v = model.forward(xt.clone(), sigma.clone() * 1000.0, text.clone());
+        let v = model
+            .forward(xt.clone(), sigma.clone() * 1000.0, text.clone())
+            .unwrap();
         let loss = (v - target.clone()).powf_scalar(2.0).mean();
         losses.push(loss.clone().into_scalar());
         let grads = GradientsParams::from_grads(loss.backward(), &model);

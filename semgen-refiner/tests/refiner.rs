@@ -52,7 +52,7 @@ fn base_ct_is_exactly_the_backbone() {
         SemanticInput::None,
         &layout,
     );
-    close(got, model.dit.forward(x, t, c));
+    close(got, model.dit.forward(x, t, c).unwrap());
     // Base-CT-Swin is the windowed version of the same model.
     let swin = RefinerConfig::base_ct_swin(dit(), 2);
     assert_eq!(
