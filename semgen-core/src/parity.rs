@@ -17,15 +17,22 @@ pub struct ParityRow {
     pub gating: bool,
 }
 
-fn row(name: &str, got: &HostTensor, want: &HostTensor, atol: f64, gating: bool) -> ParityRow {
-    ParityRow {
-        comparison: Comparison {
-            name: name.to_string(),
-            max_abs_err: max_abs_err(got, want),
-            atol,
-        },
-        gating,
+impl ParityRow {
+    /// Compares `got` with `want` (max-abs error against `atol`).
+    pub fn new(name: &str, got: &HostTensor, want: &HostTensor, atol: f64, gating: bool) -> Self {
+        ParityRow {
+            comparison: Comparison {
+                name: name.to_string(),
+                max_abs_err: max_abs_err(got, want),
+                atol,
+            },
+            gating,
+        }
     }
+}
+
+fn row(name: &str, got: &HostTensor, want: &HostTensor, atol: f64, gating: bool) -> ParityRow {
+    ParityRow::new(name, got, want, atol, gating)
 }
 
 /// Runs a `wan_dit` fixture: loads its config and weights, predicts `out` from the inputs, and

@@ -7,19 +7,12 @@ use crate::qwen_vision::{patchify_frames, GridThw, QwenVision, QwenVisionConfig}
 use crate::umt5::{bucket_table, Umt5Config, Umt5Encoder};
 use burn::prelude::*;
 use semgen_core::checkpoint::LoadError;
-use semgen_core::fixture::{max_abs_err, Comparison, Fixture, FixtureError};
+use semgen_core::fixture::{Fixture, FixtureError};
 use semgen_core::parity::ParityRow;
 use semgen_core::tensor_io::HostTensor;
 
 fn row(name: &str, got: &HostTensor, want: &HostTensor, atol: f64, gating: bool) -> ParityRow {
-    ParityRow {
-        comparison: Comparison {
-            name: name.to_string(),
-            max_abs_err: max_abs_err(got, want),
-            atol,
-        },
-        gating,
-    }
+    ParityRow::new(name, got, want, atol, gating)
 }
 
 fn invalid(fx: &Fixture, e: impl std::fmt::Display) -> FixtureError {

@@ -8,7 +8,7 @@
 use crate::{WanVae, WanVaeConfig};
 use burn::prelude::*;
 use semgen_core::checkpoint::LoadError;
-use semgen_core::fixture::{max_abs_err, Comparison, Fixture, FixtureError};
+use semgen_core::fixture::{Fixture, FixtureError};
 use semgen_core::parity::ParityRow;
 use semgen_core::tensor_io::HostTensor;
 
@@ -59,14 +59,7 @@ pub fn run_wan_vae<B: Backend>(
             }
         };
         let got = HostTensor::from_tensor(&got);
-        rows.push(ParityRow {
-            comparison: Comparison {
-                name: name.clone(),
-                max_abs_err: max_abs_err(&got, fx.tensor(name)?),
-                atol,
-            },
-            gating: true,
-        });
+        rows.push(ParityRow::new(name, &got, fx.tensor(name)?, atol, true));
     }
     Ok(rows)
 }
