@@ -79,7 +79,7 @@ fn window_of(t: usize, frames: usize, shift: usize) -> usize {
 ///
 /// Built once per (layout, mode) on the host; applying it is a gather, batched attention per
 /// group of equal-size windows, and a scatter.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WindowPlan {
     /// Groups of windows with the same token count: (window length, token indices window-major).
     groups: Vec<(usize, Vec<usize>)>,
@@ -89,6 +89,9 @@ pub struct WindowPlan {
     inverse: Vec<usize>,
     /// Window id of every token (for inspection and tests).
     window_ids: Vec<usize>,
+    /// True when the tokens are already window-major in one group of equal windows, so attending
+    /// needs no gather or scatter (e.g. unshifted windows that tile the clip, Qwen's windows).
+    in_order: bool,
 }
 
 impl WindowPlan {
@@ -152,12 +155,24 @@ impl WindowPlan {
                 pos += 1;
             }
         }
+        let in_order = groups.len() == 1 && inverse.iter().enumerate().all(|(i, &p)| i == p);
         Self {
             groups,
             group_windows,
             inverse,
             window_ids,
+            in_order,
         }
+    }
+
+    /// A plan from cumulative segment boundaries `[0, e1, e2, …, N]` (upstream's `cu_seqlens`):
+    /// tokens `e_i..e_{i+1}` form window `i`; empty segments are skipped.
+    pub fn from_boundaries(cu: &[usize]) -> Self {
+        let mut ids = Vec::with_capacity(cu.last().copied().unwrap_or(0));
+        for (w, pair) in cu.windows(2).enumerate() {
+            ids.extend(std::iter::repeat(w).take(pair[1].saturating_sub(pair[0])));
+        }
+        Self::from_ids(ids)
     }
 
     /// Window id of each token.
@@ -195,11 +210,13 @@ impl WindowPlan {
         let mut outs = Vec::with_capacity(self.groups.len());
         for (len, idx) in &self.groups {
             let nw = idx.len() / len;
-            let index = index_tensor::<B>(idx, &device);
+            let index = (!self.in_order).then(|| index_tensor::<B>(idx, &device));
             let block = |x: &Tensor<B, 4>| {
-                x.clone()
-                    .select(2, index.clone())
-                    .reshape([b, h, nw, *len, d])
+                let x = match &index {
+                    Some(i) => x.clone().select(2, i.clone()),
+                    None => x.clone(),
+                };
+                x.reshape([b, h, nw, *len, d])
                     .swap_dims(1, 2)
                     .reshape([b * nw, h, *len, d])
             };
@@ -211,6 +228,9 @@ impl WindowPlan {
             );
         }
         let cat = Tensor::cat(outs, 2);
+        if self.in_order {
+            return cat;
+        }
         cat.select(2, index_tensor::<B>(&self.inverse, &device))
     }
 }

@@ -11,17 +11,17 @@
 //!
 //! Attention inside segments is batched dense attention over re-blocked tokens: segments of equal
 //! length are gathered into one `[n_segments, heads, len, head_dim]` batch and run through one
-//! fused call ([`SegmentPlan`]); there is no `N×N` mask.
+//! fused call (`semgen_core::attention::WindowPlan`); there is no `N×N` mask.
 
 use crate::error::EncodeError;
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
-use semgen_core::attention::{index_tensor, sdpa};
+use semgen_core::attention::{index_tensor, WindowPlan};
 use semgen_core::checkpoint::{KeyRule, LoadError, LoadOptions, LoadReport};
 use semgen_core::layers::{gelu_erf, RmsNorm, RmsNormConfig};
-use semgen_core::rope::qwen_rope_2d;
+use semgen_core::rope::{apply_rotate_half, qwen_rope_2d};
 use semgen_core::ConfigError;
 use std::path::Path;
 
@@ -294,108 +294,6 @@ impl QwenVisionConfig {
 /// `grid_thw` rows.
 pub type GridThw = [usize; 3];
 
-/// Attention restricted to contiguous segments of a sequence, run as batched dense attention:
-/// segments of equal length are gathered into one batch, attended with one fused call, and
-/// scattered back.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SegmentPlan {
-    len: usize,
-    /// `(segment length, token indices segment-major)` per group of equal-length segments.
-    groups: Vec<(usize, Vec<usize>)>,
-    /// Where each token sits in the concatenated group outputs; `None` when that is the identity.
-    inverse: Option<Vec<usize>>,
-}
-
-impl SegmentPlan {
-    /// From cumulative boundaries `[0, e1, e2, …, N]` (upstream's `cu_seqlens`); empty segments
-    /// are skipped.
-    pub fn from_cu_seqlens(cu: &[usize]) -> Self {
-        let len = cu.last().copied().unwrap_or(0);
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-        for w in cu.windows(2) {
-            let (a, b) = (w[0], w[1]);
-            if b <= a {
-                continue;
-            }
-            match groups.iter_mut().find(|(l, _)| *l == b - a) {
-                Some((_, idx)) => idx.extend(a..b),
-                None => groups.push((b - a, (a..b).collect())),
-            }
-        }
-        let order: Vec<usize> = groups
-            .iter()
-            .flat_map(|(_, idx)| idx.iter().copied())
-            .collect();
-        let identity = order.iter().enumerate().all(|(i, &j)| i == j);
-        let inverse = (!identity).then(|| {
-            let mut inv = vec![0; len];
-            for (pos, &tok) in order.iter().enumerate() {
-                inv[tok] = pos;
-            }
-            inv
-        });
-        Self {
-            len,
-            groups,
-            inverse,
-        }
-    }
-
-    /// Number of tokens covered.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Number of segments.
-    pub fn num_segments(&self) -> usize {
-        self.groups.iter().map(|(l, idx)| idx.len() / l).sum()
-    }
-
-    /// Attention of `[N, H, D]` queries/keys/values inside segments (scale `1/√D`).
-    pub fn attend<B: Backend>(
-        &self,
-        q: Tensor<B, 3>,
-        k: Tensor<B, 3>,
-        v: Tensor<B, 3>,
-    ) -> Tensor<B, 3> {
-        let [n, h, d] = q.dims();
-        let device = q.device();
-        let block = |x: Tensor<B, 3>, idx: Option<&Tensor<B, 1, Int>>, segs: usize, len: usize| {
-            let x = match idx {
-                Some(i) => x.select(0, i.clone()),
-                None => x,
-            };
-            x.reshape([segs, len, h, d]).swap_dims(1, 2)
-        };
-        let mut outs = Vec::with_capacity(self.groups.len());
-        for (len, idx) in &self.groups {
-            let segs = idx.len() / len;
-            // A single group covering everything in order needs no gather.
-            let index = (self.groups.len() > 1).then(|| index_tensor::<B>(idx, &device));
-            let o = sdpa(
-                block(q.clone(), index.as_ref(), segs, *len),
-                block(k.clone(), index.as_ref(), segs, *len),
-                block(v.clone(), index.as_ref(), segs, *len),
-            );
-            outs.push(o.swap_dims(1, 2).reshape([segs * len, h, d]));
-        }
-        let cat = if outs.len() == 1 {
-            outs.pop().unwrap()
-        } else {
-            Tensor::cat(outs, 0)
-        };
-        debug_assert_eq!(cat.dims()[0], n);
-        match &self.inverse {
-            Some(inv) => cat.select(0, index_tensor::<B>(inv, &device)),
-            None => cat,
-        }
-    }
-}
-
 /// Everything upstream derives from `grid_thw` on the host (`vision_utils.py`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VisionPlan {
@@ -409,8 +307,8 @@ pub struct VisionPlan {
     pub cu_window_seqlens: Vec<usize>,
     /// Temporal-slice boundaries (`h·w` repeated `t` times per item).
     pub cu_seqlens: Vec<usize>,
-    window_segments: SegmentPlan,
-    full_segments: SegmentPlan,
+    window_segments: WindowPlan,
+    full_segments: WindowPlan,
     /// Patch tokens in window order (`window_index` expanded by the merge unit).
     token_order: Vec<usize>,
     /// `argsort(window_index)`.
@@ -487,8 +385,8 @@ impl VisionPlan {
         }
         Ok(Self {
             grid_thw: grid_thw.to_vec(),
-            window_segments: SegmentPlan::from_cu_seqlens(&cu_window_seqlens),
-            full_segments: SegmentPlan::from_cu_seqlens(&cu_seqlens),
+            window_segments: WindowPlan::from_boundaries(&cu_window_seqlens),
+            full_segments: WindowPlan::from_boundaries(&cu_seqlens),
             position_ids,
             window_index,
             cu_window_seqlens,
@@ -504,7 +402,7 @@ impl VisionPlan {
     }
 
     /// The attention segments of block `i`.
-    pub fn segments(&self, config: &QwenVisionConfig, block: usize) -> &SegmentPlan {
+    pub fn segments(&self, config: &QwenVisionConfig, block: usize) -> &WindowPlan {
         if config.fullatt_block_indexes.contains(&block) {
             &self.full_segments
         } else {
@@ -694,36 +592,31 @@ pub struct VisionAttention<B: Backend> {
     pub num_heads: usize,
 }
 
-/// `x·cos + rotate_half(x)·sin` on `[N, H, D]` with `[N, D]` tables.
-fn rotate_half_nhd<B: Backend>(
-    x: Tensor<B, 3>,
-    cos: &Tensor<B, 2>,
-    sin: &Tensor<B, 2>,
-) -> Tensor<B, 3> {
-    let [n, _, d] = x.dims();
-    let x1 = x.clone().narrow(2, 0, d / 2);
-    let x2 = x.clone().narrow(2, d / 2, d / 2);
-    let rot = Tensor::cat(vec![x2.neg(), x1], 2);
-    x * cos.clone().reshape([n, 1, d]) + rot * sin.clone().reshape([n, 1, d])
-}
-
 impl<B: Backend> VisionAttention<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
         cos: &Tensor<B, 2>,
         sin: &Tensor<B, 2>,
-        plan: &SegmentPlan,
+        plan: &WindowPlan,
     ) -> Tensor<B, 2> {
         let [n, dim] = x.dims();
         let h = self.num_heads;
         let hd = dim / h;
         let qkv = self.qkv.forward(x).reshape([n, 3, h, hd]);
-        let part = |i: usize| qkv.clone().narrow(1, i, 1).reshape([n, h, hd]);
-        let q = rotate_half_nhd(part(0), cos, sin);
-        let k = rotate_half_nhd(part(1), cos, sin);
+        // [N, H, D] → [1, H, N, D], the layout of the shared RoPE and attention helpers.
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(1, i, 1)
+                .reshape([n, h, hd])
+                .swap_dims(0, 1)
+                .unsqueeze::<4>()
+        };
+        let q = apply_rotate_half(part(0), cos.clone(), sin.clone());
+        let k = apply_rotate_half(part(1), cos.clone(), sin.clone());
         let o = plan.attend(q, k, part(2));
-        self.proj.forward(o.reshape([n, dim]))
+        self.proj
+            .forward(o.squeeze::<3>().swap_dims(0, 1).reshape([n, dim]))
     }
 }
 
@@ -756,7 +649,7 @@ impl<B: Backend> VisionBlock<B> {
         x: Tensor<B, 2>,
         cos: &Tensor<B, 2>,
         sin: &Tensor<B, 2>,
-        plan: &SegmentPlan,
+        plan: &WindowPlan,
     ) -> Tensor<B, 2> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x), cos, sin, plan);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
@@ -983,8 +876,8 @@ mod tests {
     fn segment_attention_equals_masked_reference() {
         let d = Default::default();
         let cu = [0, 3, 7, 10, 14, 15];
-        let plan = SegmentPlan::from_cu_seqlens(&cu);
-        assert_eq!(plan.num_segments(), 5);
+        let plan = WindowPlan::from_boundaries(&cu);
+        assert_eq!(plan.num_windows(), 5);
         let n = 15;
         let q = Tensor::<TB, 3>::random([n, 2, 4], Distribution::Normal(0.0, 1.0), &d);
         let k = Tensor::<TB, 3>::random([n, 2, 4], Distribution::Normal(0.0, 1.0), &d);
@@ -994,10 +887,8 @@ mod tests {
         let mask = Tensor::<TB, 2, Bool>::from_data(TensorData::new(mask, [n, n]), &d)
             .reshape([1, 1, n, n]);
         let to4 = |x: Tensor<TB, 3>| x.swap_dims(0, 1).unsqueeze::<4>();
-        let want = reference_attention(to4(q.clone()), to4(k.clone()), to4(v.clone()), Some(mask))
-            .squeeze::<3>()
-            .swap_dims(0, 1);
-        plan.attend(q, k, v)
+        let want = reference_attention(to4(q.clone()), to4(k.clone()), to4(v.clone()), Some(mask));
+        plan.attend(to4(q), to4(k), to4(v))
             .into_data()
             .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
     }
