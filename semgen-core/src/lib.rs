@@ -42,6 +42,7 @@ pub mod parity;
 pub mod rope;
 pub mod sampling;
 pub mod tensor_io;
+pub mod train;
 pub mod wan_dit;
 
 /// Errors raised when a model configuration cannot work (checked in `init`, before any weight is

@@ -93,8 +93,9 @@ impl QwenVisionConfig {
         }
     }
 
-    /// A small tower for 64×64 Shapes clips: 4-px patches, so a merged token covers 8×8 px and a
-    /// clip frame pair becomes an 8×8 grid; windows of 2×2 merge units, every other block full.
+    /// A small tower for 64×64 Shapes clips: 8-px patches, so a merged token covers 16×16 px (the
+    /// DiT's 2×2 patch of 8×-downsampled latents) and a frame pair becomes a 4×4 grid; windows of
+    /// 2×2 merge units, every other block full.
     pub fn shapes() -> Self {
         Self {
             depth: 4,
@@ -102,10 +103,10 @@ impl QwenVisionConfig {
             intermediate_size: 256,
             num_heads: 4,
             in_channels: 3,
-            patch_size: 4,
+            patch_size: 8,
             spatial_merge_size: 2,
             temporal_patch_size: 2,
-            window_size: 16,
+            window_size: 32,
             out_hidden_size: 64,
             fullatt_block_indexes: vec![1, 3],
             rope_theta: 10000.0,

@@ -2,7 +2,7 @@
 //!
 //! | device | backend | cargo feature |
 //! |---|---|---|
-//! | `cpu` | `NdArray` (f32) | always |
+//! | `cpu` | `Flex` (f32; measured faster than `NdArray`, docs/benchmarks.md) | always |
 //! | `wgpu[:N]` | `Wgpu` (Vulkan/Metal/DX12; lavapipe on CPU-only Linux) | `wgpu` |
 //! | `cuda[:N]` | `Cuda` (NVRTC kernels, driver loaded at run time) | `cuda` |
 //!
@@ -96,7 +96,7 @@ fn wgpu_device(i: usize) -> burn::backend::wgpu::WgpuDevice {
 /// Runs `task` on the requested device.
 pub fn dispatch<T: BackendTask>(spec: DeviceSpec, task: T) -> Result<T::Output, BackendError> {
     match spec {
-        DeviceSpec::Cpu => Ok(task.run::<burn::backend::NdArray>(Default::default())),
+        DeviceSpec::Cpu => Ok(task.run::<burn::backend::Flex>(Default::default())),
         #[cfg(feature = "wgpu")]
         DeviceSpec::Wgpu(i) => {
             let d = wgpu_device(i);
@@ -120,7 +120,7 @@ pub fn dispatch_autodiff<T: AutodiffTask>(
     task: T,
 ) -> Result<T::Output, BackendError> {
     match spec {
-        DeviceSpec::Cpu => Ok(task.run::<Autodiff<burn::backend::NdArray>>(Default::default())),
+        DeviceSpec::Cpu => Ok(task.run::<Autodiff<burn::backend::Flex>>(Default::default())),
         #[cfg(feature = "wgpu")]
         DeviceSpec::Wgpu(i) => {
             let d = wgpu_device(i);
@@ -143,7 +143,7 @@ fn not_compiled(spec: DeviceSpec) -> BackendError {
     BackendError::NotCompiled {
         device: spec.to_string(),
         feature: match spec {
-            DeviceSpec::Cpu => "ndarray",
+            DeviceSpec::Cpu => "flex",
             DeviceSpec::Wgpu(_) => "wgpu",
             DeviceSpec::Cuda(_) => "cuda",
         },

@@ -24,3 +24,6 @@
 //! ```
 
 pub mod backend;
+pub mod model;
+pub mod pipeline;
+pub mod train;

@@ -35,9 +35,40 @@ pub struct SemanticDitConfig {
     pub text_drop: f64,
     #[config(default = "TimestepSampling::LogitNormal { mean: 0.0, std: 1.0, shift: 1.0 }")]
     pub timesteps: TimestepSampling,
+    /// Per-channel mean and std of the training `z_sem`: the model works on
+    /// `(z_sem - mean) / std`; empty = identity. See [`SemanticDitConfig::to_model_space`].
+    #[config(default = "Vec::new()")]
+    pub z_mean: Vec<f32>,
+    #[config(default = "Vec::new()")]
+    pub z_std: Vec<f32>,
 }
 
 impl SemanticDitConfig {
+    fn stats<B: Backend>(&self, device: &B::Device) -> Option<(Tensor<B, 5>, Tensor<B, 5>)> {
+        let c = self.dit.in_channels;
+        if self.z_mean.len() != c || self.z_std.len() != c {
+            return None;
+        }
+        let t = |v: &[f32]| Tensor::<B, 1>::from_floats(v, device).reshape([1, c, 1, 1, 1]);
+        Some((t(&self.z_mean), t(&self.z_std)))
+    }
+
+    /// `z_sem` → the unit-scale space the model is trained in.
+    pub fn to_model_space<B: Backend>(&self, z: Tensor<B, 5>) -> Tensor<B, 5> {
+        match self.stats::<B>(&z.device()) {
+            Some((m, s)) => (z - m) / s,
+            None => z,
+        }
+    }
+
+    /// Inverse of [`Self::to_model_space`]: a generated sample → `z_sem` for the refiner.
+    pub fn from_model_space<B: Backend>(&self, z: Tensor<B, 5>) -> Tensor<B, 5> {
+        match self.stats::<B>(&z.device()) {
+            Some((m, s)) => z * s + m,
+            None => z,
+        }
+    }
+
     /// A backbone over `d_out`-channel semantic tokens (patch 1×1×1, full attention).
     pub fn on_backbone(dit: WanDitConfig, d_out: usize) -> Self {
         Self::new(WanDitConfig {

@@ -76,10 +76,13 @@ pub struct DataSection {
     pub width: usize,
     pub max_objects: usize,
     pub batch_size: usize,
-    /// Train on the centred `crop × crop` window of each clip (a multiple of 8); `None` = the
+    /// Train on a `crop × crop` window of each step's clips (position drawn per step) (a multiple of 8); `None` = the
     /// whole frame. The tests use it to stay fast.
     #[serde(default)]
     pub crop: Option<usize>,
+    /// Draw the crop window per step (on the 8-px latent grid) instead of centring it.
+    #[serde(default)]
+    pub random_crop: bool,
     /// Cycle over the first `clips` training clips instead of fresh ones every step (the tests
     /// overfit one clip, so that the loss must fall).
     #[serde(default)]
@@ -117,6 +120,7 @@ impl VaeTrainConfig {
                 max_objects: 2,
                 batch_size: 1,
                 crop: Some(16),
+                random_crop: false,
                 clips: Some(1),
             },
             train: TrainSection {
@@ -141,22 +145,23 @@ impl VaeTrainConfig {
             },
             data: DataSection {
                 seed: 0,
-                frames: 17,
+                frames: 9,
                 height: 64,
                 width: 64,
                 max_objects: 2,
                 batch_size: 4,
-                crop: None,
+                crop: Some(32),
+                random_crop: true,
                 clips: None,
             },
             train: TrainSection {
-                steps: 20_000,
+                steps: 1500,
                 lr: 3e-4,
                 weight_decay: 1e-4,
                 l1_weight: 1.0,
                 mse_weight: 1.0,
                 kl_weight: 1e-6,
-                checkpoint_every: 1000,
+                checkpoint_every: 250,
                 seed: 0,
             },
         }
@@ -341,6 +346,17 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
             .collect::<Result<Vec<_>, _>>()?;
         let x = videos_to_tensor(&clips, &self.device)?;
         Ok(match self.config.data.crop {
+            // One crop window per step, on the 8-px latent grid, drawn from (seed, step): the
+            // model sees borders and corners, and a resumed run sees the same crops.
+            Some(c) if self.config.data.random_crop => {
+                let [_, _, _, h, w] = x.dims();
+                let mut rng = rand::rngs::StdRng::seed_from_u64(
+                    self.config.train.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                let y0 = 8 * rng.random_range(0..=(h - c) / 8);
+                let x0 = 8 * rng.random_range(0..=(w - c) / 8);
+                x.narrow(3, y0, c).narrow(4, x0, c)
+            }
             Some(c) => {
                 let [_, _, _, h, w] = x.dims();
                 x.narrow(3, (h - c) / 2, c).narrow(4, (w - c) / 2, c)

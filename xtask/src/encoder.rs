@@ -4,7 +4,7 @@
 //! Needs `semgen-data` and `semgen-encoder` as xtask dependencies.
 
 use anyhow::{Context, Result};
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
@@ -15,9 +15,10 @@ use semgen_encoder::tokenizer::PromptTokenizer;
 use semgen_encoder::train::{
     linear_probe_accuracy, pool_grid, retrieval_top1, ContrastiveConfig, ContrastiveModel,
 };
+use semgen_encoder::umt5::UMT5_KEYS;
 use std::path::PathBuf;
 
-type Inner = NdArray;
+type Inner = Flex;
 type Train = Autodiff<Inner>;
 
 /// Options of `cargo xtask train encoder`.
@@ -255,6 +256,18 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
                 &eval.vision,
                 &args.out.join("semantic_encoder.safetensors"),
                 QWEN_VISION_KEYS,
+                &meta,
+            )?;
+            // The text tower is the prompt encoder both diffusion stages cross-attend to.
+            let meta = CheckpointMeta::new(
+                "text_encoder",
+                step as u64,
+                serde_json::to_value(&config.text)?,
+            );
+            save_checkpoint(
+                &eval.text,
+                &args.out.join("text_encoder.safetensors"),
+                UMT5_KEYS,
                 &meta,
             )?;
             std::fs::write(

@@ -5,11 +5,14 @@
 //! - `data preview --count N --out DIR [--long] [--split S] [--seed S]`: write Shapes clips as
 //!   GIFs, PNG frames, captions and a contact sheet;
 //! - `train encoder [...]`: Shapes pretraining of the semantic encoder;
-//! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips.
+//! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips;
+//! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages.
 
 mod data;
 mod encoder;
+mod eval;
 mod parity;
+mod stages;
 mod vae;
 
 use anyhow::Result;
@@ -28,6 +31,8 @@ enum Command {
     Parity(parity::ParityArgs),
     /// The Shapes world: previews of generated clips.
     Data(data::DataArgs),
+    /// Oracle hit rates of a model's generated clips on held-out prompts.
+    Eval(eval::EvalArgs),
     /// Train a component.
     Train {
         #[command(subcommand)]
@@ -41,6 +46,10 @@ enum TrainCommand {
     Encoder(encoder::EncoderTrainArgs),
     /// The Wan VAE on Shapes clips (reconstruction + KL), from a TOML config.
     Vae(vae::VaeTrainArgs),
+    /// Stage 2: the refiner and the compression MLP.
+    Refiner(stages::StageArgs),
+    /// Stage 1: the semantic generator (needs a trained refiner's MLP).
+    Semantic(stages::StageArgs),
 }
 
 fn main() {
@@ -48,9 +57,12 @@ fn main() {
     let result: Result<()> = match cli.command {
         Command::Parity(args) => parity::run(args),
         Command::Data(args) => data::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Train { component } => match component {
             TrainCommand::Encoder(args) => encoder::train(args),
             TrainCommand::Vae(args) => vae::train(args),
+            TrainCommand::Refiner(args) => stages::train_refiner(args),
+            TrainCommand::Semantic(args) => stages::train_semantic(args),
         },
     };
     if let Err(e) = result {

@@ -1,0 +1,553 @@
+//! Training the two diffusion stages on the Shapes world through the core driver
+//! ([`semgen_core::train`]): the refiner together with the compression MLP (stage 2, trained
+//! first), then the semantic generator on the frozen MLP's `z_sem` (stage 1).
+//!
+//! Both read a **feature pool**: `N` training clips pushed once through the frozen VAE, semantic
+//! encoder and text encoder (the expensive, frozen part), held in memory as tensors. The batch
+//! of step `s` is `batch` pool indices drawn from `(seed, s)`, so runs resume exactly.
+
+use crate::model::{
+    compress_mean, from_tokens, sample_frames, stored_config, to_tokens, ModelError,
+};
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::{Rng, SeedableRng};
+use semgen_core::checkpoint::{save_checkpoint, CheckpointMeta};
+use semgen_core::train::{OptimConfig, TrainError, TrainTask};
+use semgen_core::wan_dit::{TokenLayout, WanDitConfig};
+use semgen_data::{videos_to_tensor, ShapesWorld, Split, WorldConfig};
+use semgen_encoder::compressor::{Compressor, CompressorConfig};
+use semgen_encoder::qwen_vision::{QwenVision, QwenVisionConfig};
+use semgen_encoder::text_encoder::TextEncoder;
+use semgen_encoder::tokenizer::PromptTokenizer;
+use semgen_encoder::umt5::{Umt5Config, Umt5Encoder};
+use semgen_refiner::geometry::SemanticGeometry;
+use semgen_refiner::refiner::{Refiner, RefinerBatch, RefinerConfig};
+use semgen_semantic_dit::{SemanticDit, SemanticDitConfig, SemanticText};
+use semgen_vae::{WanVae, WanVaeConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+// ---------------------------------------------------------------------------------------------
+// Configs (TOML)
+// ---------------------------------------------------------------------------------------------
+
+/// The frozen models a stage trains on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    /// A `wan_vae` checkpoint.
+    pub vae: PathBuf,
+    /// Folder of `cargo xtask train encoder` (semantic_encoder + text_encoder checkpoints).
+    pub encoder: PathBuf,
+    /// Stage 1 only: the refiner run whose `compressor.safetensors` is frozen.
+    #[serde(default)]
+    pub refiner: Option<PathBuf>,
+}
+
+/// The feature pool and batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub world_seed: u64,
+    /// Training clips in the pool.
+    pub pool: usize,
+    pub batch: usize,
+    pub frames: usize,
+    pub height: usize,
+    pub width: usize,
+    pub max_objects: usize,
+    pub frame_stride: usize,
+    pub text_len: usize,
+}
+
+/// A DiT backbone's size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DitSize {
+    pub heads: usize,
+    pub head_dim: usize,
+    pub layers: usize,
+    pub ffn: usize,
+    /// Temporal window in latent frames (refiner); none = full attention.
+    #[serde(default)]
+    pub window: Option<usize>,
+}
+
+impl DitSize {
+    fn backbone(&self, channels: usize, text_dim: usize, patch: [usize; 3]) -> WanDitConfig {
+        WanDitConfig::new(
+            patch,
+            self.heads,
+            self.head_dim,
+            channels,
+            channels,
+            text_dim,
+            64,
+            self.ffn,
+            self.layers,
+        )
+        .with_attn_window(self.window)
+    }
+}
+
+/// `[model]` of the refiner config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefinerModel {
+    #[serde(flatten)]
+    pub size: DitSize,
+    /// Semantic token width after the MLP; 0 = the Base-CT controls (no semantic tokens);
+    /// `-1` is not allowed: "no compression" is `compress = false`.
+    pub d_out: usize,
+    #[serde(default = "yes")]
+    pub compress: bool,
+    pub kl_weight: f64,
+    pub sem_noise_max: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `cargo xtask train refiner --config FILE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefinerTrainConfig {
+    pub inputs: Inputs,
+    pub model: RefinerModel,
+    pub data: DataConfig,
+    pub train: OptimConfig,
+}
+
+/// `cargo xtask train semantic --config FILE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticTrainConfig {
+    pub inputs: Inputs,
+    pub model: DitSize,
+    pub data: DataConfig,
+    pub train: OptimConfig,
+}
+
+/// Reads a TOML training config.
+pub fn read_toml<C: serde::de::DeserializeOwned>(path: &Path) -> Result<C, TrainError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feature pool
+// ---------------------------------------------------------------------------------------------
+
+/// The frozen encoders of a training run.
+pub struct Frozen<B: Backend> {
+    pub vae: WanVae<B>,
+    pub vision: QwenVision<B>,
+    pub text: TextEncoder<B>,
+    pub vision_config: QwenVisionConfig,
+    pub text_config: Umt5Config,
+}
+
+impl<B: Backend> Frozen<B> {
+    pub fn load(inputs: &Inputs, text_len: usize, device: &B::Device) -> Result<Self, ModelError> {
+        let vcfg: WanVaeConfig = stored_config(&inputs.vae, semgen_vae::COMPONENT)?;
+        let (vae, _) = WanVae::load(&vcfg, &inputs.vae, device)?;
+        let enc = inputs.encoder.join(crate::model::ENCODER_FILE);
+        let vision_config: QwenVisionConfig = stored_config(&enc, "semantic_encoder")?;
+        let (vision, _) = QwenVision::load(&vision_config, &enc, device)?;
+        let txt = inputs.encoder.join(crate::model::TEXT_FILE);
+        let text_config: Umt5Config = stored_config(&txt, "text_encoder")?;
+        let (umt5, _) = Umt5Encoder::load(&text_config, &txt, device)?;
+        let text = TextEncoder::new(PromptTokenizer::shapes(), umt5, text_len).map_err(|e| {
+            ModelError::Config {
+                path: txt.clone(),
+                component: "text_encoder".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            vae,
+            vision,
+            text,
+            vision_config,
+            text_config,
+        })
+    }
+}
+
+/// `N` clips through the frozen models.
+#[derive(Debug, Clone)]
+pub struct FeaturePool<B: Backend> {
+    /// Posterior means of the VAE, `[N, z, F, h, w]` (not normalised).
+    pub latents: Tensor<B, 5>,
+    /// Uncompressed semantic features `[N, d, t, h, w]`.
+    pub features: Tensor<B, 5>,
+    /// Text features `[N, text_len, d_text]`.
+    pub text: Tensor<B, 3>,
+    pub captions: Vec<String>,
+}
+
+impl<B: Backend> FeaturePool<B> {
+    /// Encodes training clips `0..n` of the Shapes world, `chunk` at a time.
+    pub fn build(frozen: &Frozen<B>, data: &DataConfig, split: Split) -> Result<Self, TrainError> {
+        let world = ShapesWorld::new(WorldConfig {
+            seed: data.world_seed,
+            frames: data.frames,
+            height: data.height,
+            width: data.width,
+            max_objects: data.max_objects,
+            ..WorldConfig::default()
+        })
+        .map_err(TrainError::task)?;
+        let device = frozen.vae.quant_conv.weight.device();
+        let (mut lat, mut feat, mut txt, mut captions) = (vec![], vec![], vec![], vec![]);
+        let chunk = 16;
+        for first in (0..data.pool).step_by(chunk) {
+            let n = chunk.min(data.pool - first);
+            let clips = (first..first + n)
+                .map(|i| world.clip(split, i as u64))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(TrainError::task)?;
+            let videos: Vec<_> = clips.iter().map(|c| c.video.clone()).collect();
+            let x: Tensor<B, 5> = videos_to_tensor(&videos, &device).map_err(TrainError::task)?;
+            lat.push(frozen.vae.encode(x.clone()).map_err(TrainError::task)?);
+            let sampled = sample_frames(x, data.frame_stride);
+            feat.push(
+                frozen
+                    .vision
+                    .encode_clip(sampled)
+                    .map_err(TrainError::task)?
+                    .features,
+            );
+            let caps: Vec<String> = clips.iter().map(|c| c.caption()).collect();
+            let refs: Vec<&str> = caps.iter().map(String::as_str).collect();
+            txt.push(frozen.text.encode(&refs).map_err(TrainError::task)?.hidden);
+            captions.extend(caps);
+        }
+        Ok(Self {
+            latents: Tensor::cat(lat, 0),
+            features: Tensor::cat(feat, 0),
+            text: Tensor::cat(txt, 0),
+            captions,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.captions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.captions.is_empty()
+    }
+}
+
+/// Per-channel mean and std of latents `[N, z, F, h, w]`.
+pub fn channel_stats<B: Backend>(latents: &Tensor<B, 5>) -> (Vec<f32>, Vec<f32>) {
+    let z = latents.dims()[1];
+    let flat = latents.clone().swap_dims(0, 1).reshape([z as i32, -1]);
+    let mean = flat.clone().mean_dim(1);
+    let var = (flat - mean.clone()).powf_scalar(2.0).mean_dim(1);
+    let v = |t: Tensor<B, 2>| t.into_data().to_vec::<f32>().unwrap_or_default();
+    let std = v(var.sqrt()).into_iter().map(|s| s.max(1e-4)).collect();
+    (v(mean), std)
+}
+
+fn step_rng(seed: u64, step: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(
+        seed ^ (step.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
+}
+
+fn pick<B: Backend>(
+    n: usize,
+    batch: usize,
+    rng: &mut impl Rng,
+    device: &B::Device,
+) -> Tensor<B, 1, Int> {
+    let idx: Vec<i64> = (0..batch).map(|_| rng.random_range(0..n) as i64).collect();
+    Tensor::from_data(TensorData::new(idx, [batch]), device)
+}
+
+fn to_autodiff<B: AutodiffBackend, const D: usize>(t: Tensor<B::InnerBackend, D>) -> Tensor<B, D> {
+    Tensor::from_inner(t)
+}
+
+fn save<B: Backend, M: Module<B> + burn::store::ModuleSnapshot<B>>(
+    module: &M,
+    path: &Path,
+    component: &str,
+    step: u64,
+    config: serde_json::Value,
+) -> Result<(), TrainError> {
+    save_checkpoint(
+        module,
+        path,
+        &[],
+        &CheckpointMeta::new(component, step, config),
+    )
+    .map_err(TrainError::task)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 2: refiner + compression MLP
+// ---------------------------------------------------------------------------------------------
+
+/// The modules trained together in stage 2.
+#[derive(Module, Debug)]
+pub struct RefinerPair<B: Backend> {
+    pub refiner: Refiner<B>,
+    pub compressor: Compressor<B>,
+}
+
+/// Stage 2 as a [`TrainTask`].
+pub struct RefinerTask<B: AutodiffBackend> {
+    pub config: RefinerTrainConfig,
+    pub refiner_config: RefinerConfig,
+    pub compressor_config: CompressorConfig,
+    /// Normalised latents (the VAE's latent statistics measured on the pool).
+    latents: Tensor<B, 5>,
+    features: Tensor<B, 5>,
+    text: Tensor<B, 3>,
+    layout: TokenLayout<B>,
+    /// The frozen VAE with the latent statistics measured on the pool (exported beside).
+    pub vae: WanVae<B::InnerBackend>,
+}
+
+impl<B: AutodiffBackend> RefinerTask<B> {
+    /// Builds the pool and the initial models. The VAE's latent mean/std are measured on the
+    /// pool and written into the exported VAE config (so the refiner sees unit-scale latents).
+    pub fn new(
+        config: RefinerTrainConfig,
+        frozen: &Frozen<B::InnerBackend>,
+        device: &B::Device,
+    ) -> Result<(Self, RefinerPair<B>), TrainError> {
+        config.train.validate()?;
+        let pool = FeaturePool::build(frozen, &config.data, Split::Train)?;
+        let (mean, std) = channel_stats(&pool.latents);
+        let mut vae_config = frozen.vae.config.clone();
+        vae_config.latents_mean = mean;
+        vae_config.latents_std = std;
+        let mut vae = frozen.vae.clone();
+        vae.config = vae_config.clone();
+        let normed = vae.normalize(pool.latents.clone());
+        let m = &config.model;
+        let d_sem = frozen.vision_config.out_hidden_size;
+        let compressor_config = CompressorConfig::new(d_sem)
+            .with_d_out(m.compress.then_some(m.d_out))
+            .with_kl_weight(m.kl_weight);
+        let semantic_dim = if m.d_out == 0 {
+            0
+        } else {
+            compressor_config.out_dim()
+        };
+        let dit = m
+            .size
+            .backbone(vae_config.z_dim, frozen.text_config.d_model, [1, 2, 2]);
+        let mut geometry = SemanticGeometry::shapes();
+        geometry.frame_stride = config.data.frame_stride;
+        geometry.pixels_per_token = frozen.vision_config.pixels_per_token();
+        let refiner_config = RefinerConfig::semanticgen(dit, semantic_dim, geometry)
+            .with_sem_noise_max(m.sem_noise_max)
+            .with_sem_drop(if semantic_dim == 0 { 0.0 } else { 0.1 });
+        B::seed(device, config.train.seed);
+        let refiner = refiner_config.init::<B>(device).map_err(TrainError::task)?;
+        let compressor = compressor_config
+            .init::<B>(device)
+            .map_err(TrainError::task)?;
+        let [_, _, f, h, w] = normed.dims();
+        let [_, _, st, sh, sw] = pool.features.dims();
+        let layout = refiner
+            .layout(
+                [f, h, w],
+                (semantic_dim > 0).then_some([st, sh, sw]),
+                device,
+            )
+            .map_err(TrainError::task)?;
+        Ok((
+            Self {
+                config,
+                refiner_config,
+                compressor_config,
+                latents: to_autodiff(normed),
+                features: to_autodiff(pool.features),
+                text: to_autodiff(pool.text),
+                layout,
+                vae,
+            },
+            RefinerPair {
+                refiner,
+                compressor,
+            },
+        ))
+    }
+}
+
+impl<B: AutodiffBackend> TrainTask<B> for RefinerTask<B> {
+    type Model = RefinerPair<B>;
+
+    fn loss(&self, model: &RefinerPair<B>, step: u64) -> Result<Tensor<B, 1>, TrainError> {
+        let mut rng = step_rng(self.config.train.seed, step);
+        let device = self.latents.device();
+        let n = self.latents.dims()[0];
+        let idx = pick::<B>(n, self.config.data.batch, &mut rng, &device);
+        let latents = self.latents.clone().select(0, idx.clone());
+        let text = self.text.clone().select(0, idx.clone());
+        let (z_sem, kl) = if self.refiner_config.has_semantic() {
+            let feats = to_tokens(self.features.clone().select(0, idx));
+            let mut shape = feats.dims();
+            shape[4] = self.compressor_config.out_dim();
+            let noise = semgen_refiner::refiner::host_normal::<B, 5>(shape, &mut rng, &device);
+            let out = model.compressor.forward_with_noise(feats, noise);
+            let kl = out.weighted_kl();
+            (Some(from_tokens(out.sample)), Some(kl))
+        } else {
+            (None, None)
+        };
+        let loss = model.refiner.training_loss(
+            RefinerBatch {
+                latents,
+                z_sem,
+                text,
+            },
+            &self.layout,
+            &mut rng,
+        );
+        Ok(match kl {
+            Some(kl) => loss + kl,
+            None => loss,
+        })
+    }
+
+    fn export(
+        &self,
+        model: &RefinerPair<B::InnerBackend>,
+        dir: &Path,
+        step: u64,
+    ) -> Result<(), TrainError> {
+        let json = |v: serde_json::Result<serde_json::Value>| v.map_err(TrainError::task);
+        save(
+            &model.refiner,
+            &dir.join(crate::model::REFINER_FILE),
+            "refiner",
+            step,
+            json(serde_json::to_value(&self.refiner_config))?,
+        )?;
+        save(
+            &model.compressor,
+            &dir.join(crate::model::COMPRESSOR_FILE),
+            "compressor",
+            step,
+            json(serde_json::to_value(&self.compressor_config))?,
+        )?;
+        // The VAE with the latent statistics this refiner was trained on.
+        save_checkpoint(
+            &self.vae,
+            &dir.join(crate::model::VAE_FILE),
+            semgen_vae::DIFFUSERS_KEYS,
+            &CheckpointMeta::new(
+                semgen_vae::COMPONENT,
+                step,
+                json(serde_json::to_value(&self.vae.config))?,
+            ),
+        )
+        .map_err(TrainError::task)
+    }
+
+    fn fingerprint(&self) -> String {
+        serde_json::json!({"model": self.config.model, "data": self.config.data}).to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 1: semantic generator
+// ---------------------------------------------------------------------------------------------
+
+/// Stage 1 as a [`TrainTask`]: rectified flow on `z_sem` of the frozen encoder + MLP.
+pub struct SemanticTask<B: AutodiffBackend> {
+    pub config: SemanticTrainConfig,
+    pub dit_config: SemanticDitConfig,
+    z_sem: Tensor<B, 5>,
+    text: Tensor<B, 3>,
+}
+
+impl<B: AutodiffBackend> SemanticTask<B> {
+    pub fn new(
+        config: SemanticTrainConfig,
+        frozen: &Frozen<B::InnerBackend>,
+        compressor: &Compressor<B::InnerBackend>,
+        device: &B::Device,
+    ) -> Result<(Self, SemanticDit<B>), TrainError> {
+        config.train.validate()?;
+        let pool = FeaturePool::build(frozen, &config.data, Split::Train)?;
+        let z = compress_mean(compressor, pool.features);
+        let d_out = z.dims()[1];
+        let (mean, std) = channel_stats(&z);
+        let dit_config = SemanticDitConfig::on_backbone(
+            config
+                .model
+                .backbone(d_out, frozen.text_config.d_model, [1, 1, 1]),
+            d_out,
+        )
+        .with_z_mean(mean)
+        .with_z_std(std);
+        let z = dit_config.to_model_space(z);
+        B::seed(device, config.train.seed);
+        let model = dit_config.init::<B>(device).map_err(TrainError::task)?;
+        Ok((
+            Self {
+                config,
+                dit_config,
+                z_sem: to_autodiff(z),
+                text: to_autodiff(pool.text),
+            },
+            model,
+        ))
+    }
+
+    /// Per-channel std of the pooled `z_sem` before normalisation.
+    pub fn z_std(&self) -> Vec<f32> {
+        self.dit_config.z_std.clone()
+    }
+}
+
+impl<B: AutodiffBackend> TrainTask<B> for SemanticTask<B> {
+    type Model = SemanticDit<B>;
+
+    fn loss(&self, model: &SemanticDit<B>, step: u64) -> Result<Tensor<B, 1>, TrainError> {
+        let mut rng = step_rng(self.config.train.seed, step);
+        let device = self.z_sem.device();
+        let idx = pick::<B>(
+            self.z_sem.dims()[0],
+            self.config.data.batch,
+            &mut rng,
+            &device,
+        );
+        let z = self.z_sem.clone().select(0, idx.clone());
+        let text = self.text.clone().select(0, idx);
+        model
+            .training_loss(z, SemanticText::Shared(text), &mut rng)
+            .map_err(TrainError::task)
+    }
+
+    fn export(
+        &self,
+        model: &<SemanticDit<B> as AutodiffModule<B>>::InnerModule,
+        dir: &Path,
+        step: u64,
+    ) -> Result<(), TrainError> {
+        save(
+            model,
+            &dir.join(crate::model::SEMANTIC_FILE),
+            "semantic_dit",
+            step,
+            serde_json::to_value(&self.dit_config).map_err(TrainError::task)?,
+        )
+    }
+
+    fn fingerprint(&self) -> String {
+        serde_json::json!({"model": self.config.model, "data": self.config.data}).to_string()
+    }
+}

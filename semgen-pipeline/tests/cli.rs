@@ -1,0 +1,204 @@
+//! The `semgen` binary with the shipped model: determinism, re-decoding, and bad input (a clear
+//! message, exit status 1, no partial output).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../checkpoints/shapes-small")
+}
+
+fn semgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_semgen"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .expect("semgen runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const PROMPT: &str = "a large red circle moving left slowly on a navy background";
+
+fn generate(out: &Path, seed: &str) -> Output {
+    semgen(&[
+        "generate",
+        "--prompt",
+        PROMPT,
+        "--steps",
+        "2",
+        "--seed",
+        seed,
+        "--checkpoint",
+        shipped().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn same_seed_same_files_and_decode_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.gif"), dir.path().join("b.gif"));
+    for p in [&a, &b] {
+        let o = generate(p, "7");
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(read(&a), read(&b));
+    let lat = |p: &Path| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".latents.safetensors");
+        PathBuf::from(s)
+    };
+    assert_eq!(read(&lat(&a)), read(&lat(&b)));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&read(&dir.path().join("a.gif.json"))).unwrap();
+    assert_eq!(sidecar["request"]["seed"], 7);
+    assert_eq!(sidecar["request"]["segments"][0], PROMPT);
+
+    let c = dir.path().join("c.gif");
+    let o = generate(&c, "8");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(read(&a), read(&c), "another seed gives another clip");
+
+    let again = dir.path().join("again.gif");
+    let o = semgen(&[
+        "decode",
+        "--latents",
+        lat(&a).to_str().unwrap(),
+        "--checkpoint",
+        shipped().to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&a), read(&again));
+}
+
+#[test]
+fn png_folder_output_has_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("frames");
+    let o = generate(&out, "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 17);
+}
+
+/// Runs a failing command and checks the message, the status and that `out` was not created.
+fn fails(args: &[&str], out: &Path, message: &str) {
+    let o = semgen(args);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(message),
+        "{args:?}: expected '{message}' in: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists(), "{args:?} left {}", out.display());
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.gif");
+    let o = out.to_str().unwrap();
+    let ck = shipped();
+    let ck = ck.to_str().unwrap();
+    let base = |extra: &[&'static str], prompt: &'static str| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "generate",
+            "--prompt",
+            prompt,
+            "--checkpoint",
+            ck,
+            "--out",
+            o,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |v: Vec<String>, msg: &str| {
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        fails(&refs, &out, msg)
+    };
+    run(base(&[], "   "), "the prompt is empty");
+    run(base(&["--frames", "18"], PROMPT), "1 + 4k frames");
+    run(base(&["--height", "40"], PROMPT), "multiples of 16");
+    run(base(&["--steps", "0"], PROMPT), "at least 1");
+    run(
+        base(&["--device", "cuda"], PROMPT),
+        "not compiled into this binary",
+    );
+    run(base(&[], "a purple unicorn dancing"), "");
+    fails(
+        &[
+            "generate",
+            "--prompt",
+            PROMPT,
+            "--checkpoint",
+            "/no/such/model",
+            "--out",
+            o,
+        ],
+        &out,
+        "does not exist",
+    );
+    let missing = dir.path().join("no/such/folder/x.gif");
+    fails(
+        &[
+            "generate",
+            "--prompt",
+            PROMPT,
+            "--checkpoint",
+            ck,
+            "--out",
+            missing.to_str().unwrap(),
+        ],
+        &missing,
+        "does not exist",
+    );
+    let story = dir.path().join("story.txt");
+    std::fs::write(&story, format!("{PROMPT}\n\n{PROMPT}\n")).unwrap();
+    fails(
+        &[
+            "generate",
+            "--prompt-file",
+            story.to_str().unwrap(),
+            "--checkpoint",
+            ck,
+            "--out",
+            o,
+        ],
+        &out,
+        "segment 2 of the prompt is empty",
+    );
+}
+
+#[test]
+fn info_describes_every_component() {
+    let o = Command::new(env!("CARGO_BIN_EXE_semgen"))
+        .args(["info", "--checkpoint", shipped().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for c in [
+        "vae.safetensors",
+        "semantic_encoder.safetensors",
+        "compressor.safetensors",
+        "text_encoder.safetensors",
+        "refiner.safetensors",
+        "semantic_dit.safetensors",
+    ] {
+        assert!(
+            v["components"][c]["parameters"].as_u64().unwrap() > 0,
+            "{c}"
+        );
+    }
+}
