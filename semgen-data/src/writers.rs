@@ -52,6 +52,14 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()
     tmp.as_file()
         .sync_all()
         .map_err(|e| DataError::io(path, e))?;
+    // Temporary files are private (0600); the output is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     tmp.persist(path)
         .map_err(|e| DataError::io(path, e.error))?;
     sync_dir(&dir);

@@ -181,8 +181,9 @@ impl<B: Backend> Frozen<B> {
 /// `N` clips through the frozen models.
 #[derive(Debug, Clone)]
 pub struct FeaturePool<B: Backend> {
-    /// Posterior means of the VAE, `[N, z, F, h, w]` (not normalised).
-    pub latents: Tensor<B, 5>,
+    /// Posterior means of the VAE, `[N, z, F, h, w]` (not normalised); `None` when not asked
+    /// for (stage 1 never needs them, and the VAE is the slow part).
+    pub latents: Option<Tensor<B, 5>>,
     /// Uncompressed semantic features `[N, d, t, h, w]`.
     pub features: Tensor<B, 5>,
     /// Text features `[N, text_len, d_text]`.
@@ -191,8 +192,13 @@ pub struct FeaturePool<B: Backend> {
 }
 
 impl<B: Backend> FeaturePool<B> {
-    /// Encodes training clips `0..n` of the Shapes world, `chunk` at a time.
-    pub fn build(frozen: &Frozen<B>, data: &DataConfig, split: Split) -> Result<Self, TrainError> {
+    /// Encodes clips `0..n` of a split of the Shapes world, `chunk` at a time.
+    pub fn build(
+        frozen: &Frozen<B>,
+        data: &DataConfig,
+        split: Split,
+        with_latents: bool,
+    ) -> Result<Self, TrainError> {
         let world = ShapesWorld::new(WorldConfig {
             seed: data.world_seed,
             frames: data.frames,
@@ -213,7 +219,9 @@ impl<B: Backend> FeaturePool<B> {
                 .map_err(TrainError::task)?;
             let videos: Vec<_> = clips.iter().map(|c| c.video.clone()).collect();
             let x: Tensor<B, 5> = videos_to_tensor(&videos, &device).map_err(TrainError::task)?;
-            lat.push(frozen.vae.encode(x.clone()).map_err(TrainError::task)?);
+            if with_latents {
+                lat.push(frozen.vae.encode(x.clone()).map_err(TrainError::task)?);
+            }
             let sampled = sample_frames(x, data.frame_stride);
             feat.push(
                 frozen
@@ -228,7 +236,7 @@ impl<B: Backend> FeaturePool<B> {
             captions.extend(caps);
         }
         Ok(Self {
-            latents: Tensor::cat(lat, 0),
+            latents: with_latents.then(|| Tensor::cat(lat, 0)),
             features: Tensor::cat(feat, 0),
             text: Tensor::cat(txt, 0),
             captions,
@@ -325,18 +333,23 @@ impl<B: AutodiffBackend> RefinerTask<B> {
         device: &B::Device,
     ) -> Result<(Self, RefinerPair<B>), TrainError> {
         config.train.validate()?;
-        let pool = FeaturePool::build(frozen, &config.data, Split::Train)?;
-        let (mean, std) = channel_stats(&pool.latents);
+        let pool = FeaturePool::build(frozen, &config.data, Split::Train, true)?;
+        let latents = pool
+            .latents
+            .clone()
+            .ok_or_else(|| TrainError::task("no latents"))?;
+        let (mean, std) = channel_stats(&latents);
         let mut vae_config = frozen.vae.config.clone();
         vae_config.latents_mean = mean;
         vae_config.latents_std = std;
         let mut vae = frozen.vae.clone();
         vae.config = vae_config.clone();
-        let normed = vae.normalize(pool.latents.clone());
+        let normed = vae.normalize(latents);
         let m = &config.model;
         let d_sem = frozen.vision_config.out_hidden_size;
         let compressor_config = CompressorConfig::new(d_sem)
-            .with_d_out(m.compress.then_some(m.d_out))
+            // d_out 0 (Base-CT): no semantic tokens, so no MLP parameters either.
+            .with_d_out((m.compress && m.d_out > 0).then_some(m.d_out))
             .with_kl_weight(m.kl_weight);
         let semantic_dim = if m.d_out == 0 {
             0
@@ -481,7 +494,7 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         device: &B::Device,
     ) -> Result<(Self, SemanticDit<B>), TrainError> {
         config.train.validate()?;
-        let pool = FeaturePool::build(frozen, &config.data, Split::Train)?;
+        let pool = FeaturePool::build(frozen, &config.data, Split::Train, false)?;
         let z = compress_mean(compressor, pool.features);
         let d_out = z.dims()[1];
         let (mean, std) = channel_stats(&z);

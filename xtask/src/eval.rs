@@ -123,3 +123,66 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let device = args.device;
     dispatch(device, Eval(args))?
 }
+
+/// `cargo xtask eval-vae --checkpoint FILE [--count N]`: reconstruction PSNR of a VAE on
+/// validation clips (encode to the posterior mean, decode, compare in [0, 255]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct VaeEvalArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub count: u64,
+    /// Clip size (frames 1 + 4k, sides multiples of 16).
+    #[arg(long, default_value_t = 17)]
+    pub frames: usize,
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+struct VaeEval(VaeEvalArgs);
+
+impl BackendTask for VaeEval {
+    type Output = Result<()>;
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let a = self.0;
+        let config: semgen_vae::WanVaeConfig =
+            semgen_pipeline::model::stored_config(&a.checkpoint, semgen_vae::COMPONENT)?;
+        let (vae, _) = semgen_vae::WanVae::<B>::load(&config, &a.checkpoint, &device)?;
+        let world = ShapesWorld::new(WorldConfig {
+            frames: a.frames,
+            height: a.size,
+            width: a.size,
+            ..WorldConfig::default()
+        })?;
+        let mut psnrs = Vec::new();
+        for i in 0..a.count {
+            let clip = world.clip(Split::Val, i)?;
+            let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
+            let recon = vae.decode(vae.encode(x)?)?;
+            let out = &semgen_data::tensor_to_videos(recon)?[0];
+            let mse = clip
+                .video
+                .as_bytes()
+                .iter()
+                .zip(out.as_bytes())
+                .map(|(&p, &q)| (p as f64 - q as f64).powi(2))
+                .sum::<f64>()
+                / out.as_bytes().len() as f64;
+            psnrs.push(10.0 * (255.0f64.powi(2) / mse.max(1e-10)).log10());
+        }
+        let mean = psnrs.iter().sum::<f64>() / psnrs.len().max(1) as f64;
+        let min = psnrs.iter().cloned().fold(f64::INFINITY, f64::min);
+        println!(
+            "{}",
+            serde_json::json!({"checkpoint": a.checkpoint, "clips": a.count, "psnr_mean_db": mean, "psnr_min_db": min})
+        );
+        Ok(())
+    }
+}
+
+pub fn run_vae(args: VaeEvalArgs) -> Result<()> {
+    let device = args.device;
+    dispatch(device, VaeEval(args))?
+}

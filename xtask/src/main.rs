@@ -33,6 +33,8 @@ enum Command {
     Data(data::DataArgs),
     /// Oracle hit rates of a model's generated clips on held-out prompts.
     Eval(eval::EvalArgs),
+    /// Reconstruction PSNR of a VAE checkpoint on Shapes validation clips.
+    EvalVae(eval::VaeEvalArgs),
     /// Train a component.
     Train {
         #[command(subcommand)]
@@ -58,6 +60,7 @@ fn main() {
         Command::Parity(args) => parity::run(args),
         Command::Data(args) => data::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::EvalVae(args) => eval::run_vae(args),
         Command::Train { component } => match component {
             TrainCommand::Encoder(args) => encoder::train(args),
             TrainCommand::Vae(args) => vae::train(args),
