@@ -521,8 +521,16 @@ mod tests {
     #[test]
     fn ema_blends_every_parameter() {
         let d = Default::default();
-        let a: Linear<NdArray> = LinearConfig::new(3, 2).init(&d);
-        let b: Linear<NdArray> = LinearConfig::new(3, 2).init(&d);
+        // Explicit weights: Burn's default init is lazy, so a clone of an untouched module could
+        // draw its weights again.
+        let linear = |w: [[f32; 2]; 3]| {
+            let mut l: Linear<NdArray> = LinearConfig::new(3, 2).init(&d);
+            l.weight = Param::from_tensor(Tensor::from_floats(w, &d));
+            l.bias = Some(Param::from_tensor(Tensor::from_floats([0.5, -0.5], &d)));
+            l
+        };
+        let a = linear([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]);
+        let b = linear([[-1.0, 0.0], [1.0, 2.0], [3.0, -4.0]]);
         let mixed = ema_update(a.clone(), &b, 0.75);
         let want = a.weight.val() * 0.75 + b.weight.val() * 0.25;
         mixed

@@ -69,13 +69,17 @@ fn config(steps: u64) -> OptimConfig {
     c
 }
 
+/// Fixed initial weights: the backend RNG is global and the tests run in parallel threads.
 fn fresh(steps: u64) -> Trainer<B, Linear<B>> {
-    <B as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
-    Trainer::new(
-        LinearConfig::new(4, 1).init(&Default::default()),
-        config(steps),
-    )
-    .unwrap()
+    let d = Default::default();
+    let mut m: Linear<B> = LinearConfig::new(4, 1).init(&d);
+    m.weight =
+        burn::module::Param::from_tensor(Tensor::from_floats([[0.1], [-0.2], [0.3], [0.05]], &d));
+    m.bias = Some(burn::module::Param::from_tensor(Tensor::from_floats(
+        [0.0],
+        &d,
+    )));
+    Trainer::new(m, config(steps)).unwrap()
 }
 
 fn weights(m: &Linear<NdArray>) -> Vec<f32> {

@@ -226,6 +226,27 @@ impl PromptTokenizer {
         self.pad_id
     }
 
+    /// The pieces of `prompt` that map to the unknown token (`<unk>` / `[UNK]`), in order; empty
+    /// when the tokenizer has no unknown token or every word is known.
+    pub fn unknown_words(&self, prompt: &str) -> Vec<String> {
+        let Some(unk) = self
+            .inner
+            .token_to_id("<unk>")
+            .or_else(|| self.inner.token_to_id("[UNK]"))
+        else {
+            return Vec::new();
+        };
+        let Ok(enc) = self.inner.encode(prompt, false) else {
+            return Vec::new();
+        };
+        enc.get_ids()
+            .iter()
+            .zip(enc.get_offsets())
+            .filter(|(&id, _)| id == unk)
+            .map(|(_, &(a, b))| prompt.get(a..b).unwrap_or("?").to_string())
+            .collect()
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
@@ -311,6 +332,8 @@ mod tests {
         // Unknown words and punctuation become <unk>, case is folded.
         let b = tok.tokenize(&["A Purple circle."], 64).unwrap();
         assert_eq!(b.ids[0], vec![3, 2, 20, 2, 1]);
+        assert_eq!(tok.unknown_words("A Purple circle."), vec!["Purple", "."]);
+        assert!(tok.unknown_words("a red circle").is_empty());
     }
 
     #[test]

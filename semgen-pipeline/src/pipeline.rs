@@ -25,6 +25,10 @@ pub enum PipelineError {
     EmptyPrompt,
     #[error("segment {0} of the prompt is empty")]
     EmptySegment(usize),
+    #[error(
+        "segment {segment} of the prompt has words this model's tokenizer does not know: {words:?}"
+    )]
+    UnknownWords { segment: usize, words: Vec<String> },
     #[error("{frames} frames: the VAE needs 1 + 4k frames (e.g. 17, 33, 65)")]
     Frames { frames: usize },
     #[error("a story of {segments} segments needs at least {needed} frames, got {frames}")]
@@ -154,6 +158,15 @@ impl<B: Backend> SemgenModel<B> {
         }
         if let Some(i) = req.segments.iter().position(|s| s.trim().is_empty()) {
             return Err(PipelineError::EmptySegment(i + 1));
+        }
+        for (i, seg) in req.segments.iter().enumerate() {
+            let words = self.text.tokenizer.unknown_words(seg);
+            if !words.is_empty() {
+                return Err(PipelineError::UnknownWords {
+                    segment: i + 1,
+                    words,
+                });
+            }
         }
         if req.frames == 0 || (req.frames - 1) % 4 != 0 {
             return Err(PipelineError::Frames { frames: req.frames });

@@ -135,7 +135,10 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
         base(&["--device", "cuda"], PROMPT),
         "not compiled into this binary",
     );
-    run(base(&[], "a purple unicorn dancing"), "");
+    run(
+        base(&[], "a purple unicorn dancing"),
+        "does not know: [\"purple\", \"unicorn\", \"dancing\"]",
+    );
     fails(
         &[
             "generate",
