@@ -115,6 +115,12 @@ pub struct TrainSection {
     /// 14.5 dB). Not yet shown to fix it; see docs/vae.md.
     #[serde(default = "default_true")]
     pub sample_posterior: bool,
+    /// Linear learning-rate warm-up over this many steps.
+    #[serde(default)]
+    pub warmup: u64,
+    /// Clip the global gradient norm to this value.
+    #[serde(default)]
+    pub grad_clip: Option<f32>,
     /// Seed of the posterior noise.
     pub seed: u64,
 }
@@ -148,6 +154,8 @@ impl VaeTrainConfig {
                 checkpoint_every: 3,
                 decoder_only: false,
                 sample_posterior: true,
+                warmup: 0,
+                grad_clip: None,
                 seed: 0,
             },
         }
@@ -181,6 +189,8 @@ impl VaeTrainConfig {
                 checkpoint_every: 250,
                 decoder_only: false,
                 sample_posterior: true,
+                warmup: 0,
+                grad_clip: None,
                 seed: 0,
             },
         }
@@ -345,6 +355,12 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
         model.check_video([d.batch_size.max(1), 3, d.frames, h, w])?;
         let optim = AdamWConfig::new()
             .with_weight_decay(config.train.weight_decay)
+            .with_grad_clipping(
+                config
+                    .train
+                    .grad_clip
+                    .map(burn::optim::grad_clipping::GradientClippingConfig::Norm),
+            )
             .init();
         Ok(Self {
             model,
@@ -435,9 +451,13 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
             kl: scalar(&loss.kl),
         };
         let grads = GradientsParams::from_grads(loss.total.backward(), &self.model);
-        self.model = self
-            .optim
-            .step(self.config.train.lr, self.model.clone(), grads);
+        let t = &self.config.train;
+        let lr = if self.step < t.warmup {
+            t.lr * (self.step + 1) as f64 / t.warmup as f64
+        } else {
+            t.lr
+        };
+        self.model = self.optim.step(lr, self.model.clone(), grads);
         self.step += 1;
         Ok(stats)
     }
