@@ -261,10 +261,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Clone> Trainer<B, M> {
         })
         .to_string();
         let mut bytes = b"SEMGEN-TRAIN1".to_vec();
-        for part in [header.as_bytes(), &model, &optim, &ema] {
-            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            bytes.extend_from_slice(part);
-        }
+        bytes.extend(pack_parts(&[header.as_bytes(), &model, &optim, &ema]));
         write_atomic(&dir.join(STATE_FILE), &bytes).map_err(|e| io(e.to_string()))
     }
 
@@ -285,20 +282,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + Clone> Trainer<B, M> {
         let body = bytes
             .strip_prefix(b"SEMGEN-TRAIN1")
             .ok_or_else(|| bad(format!("{STATE_FILE} is not a semgen training state")))?;
-        let mut parts = Vec::new();
-        let mut at = 0usize;
-        while at < body.len() {
-            let len = body
-                .get(at..at + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-                .ok_or_else(|| bad("truncated state file".into()))? as usize;
-            let part = body
-                .get(at + 8..at.saturating_add(8).saturating_add(len))
-                .ok_or_else(|| bad("truncated state file".into()))?;
-            parts.push(part.to_vec());
-            at += 8 + len;
-        }
+        let parts = unpack_parts(body).ok_or_else(|| bad("truncated state file".into()))?;
         let [header, model, optim, ema]: [Vec<u8>; 4] = parts
             .try_into()
             .map_err(|_| bad("corrupt state file".into()))?;
@@ -426,6 +410,29 @@ pub struct RunSummary {
     pub last_loss: f64,
     /// True when the stop flag ended the run early.
     pub stopped: bool,
+}
+
+/// Frames byte strings as `len (u64 LE) | bytes` one after another (the run-state files).
+pub fn pack_parts(parts: &[&[u8]]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for part in parts {
+        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(part);
+    }
+    bytes
+}
+
+/// Inverse of [`pack_parts`]; `None` if the bytes end inside a length or a part.
+pub fn unpack_parts(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut parts = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let len = u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?) as usize;
+        let end = at.checked_add(8)?.checked_add(len)?;
+        parts.push(bytes.get(at + 8..end)?.to_vec());
+        at = end;
+    }
+    Some(parts)
 }
 
 /// Refuses to start a fresh run over an existing one, or to resume where there is none.

@@ -162,6 +162,30 @@ where
     Ok((module, config))
 }
 
+/// Loads a semgen `wan_vae` checkpoint with the config in its header.
+pub fn load_vae<B: Backend>(path: &Path, device: &B::Device) -> Result<WanVae<B>, ModelError> {
+    let config: WanVaeConfig = stored_config(path, semgen_vae::COMPONENT)?;
+    Ok(WanVae::load(&config, path, device)?.0)
+}
+
+/// Loads a `semantic_encoder` checkpoint (Qwen2.5-VL vision layout) and its config.
+pub fn load_vision<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<(QwenVision<B>, QwenVisionConfig), ModelError> {
+    let config: QwenVisionConfig = stored_config(path, "semantic_encoder")?;
+    Ok((QwenVision::load(&config, path, device)?.0, config))
+}
+
+/// Loads a `text_encoder` checkpoint (umT5 layout) and its config.
+pub fn load_umt5<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<(Umt5Encoder<B>, Umt5Config), ModelError> {
+    let config: Umt5Config = stored_config(path, "text_encoder")?;
+    Ok((Umt5Encoder::load(&config, path, device)?.0, config))
+}
+
 /// The frozen semantic encoder and its compression MLP: clip → `z_sem`.
 #[derive(Debug, Clone)]
 pub struct SemanticEncoder<B: Backend> {
@@ -192,8 +216,10 @@ impl<B: Backend> SemanticEncoder<B> {
 
 /// Every `stride`-th frame of `[B, C, T, H, W]`, starting at frame 0.
 pub fn sample_frames<B: Backend>(video: Tensor<B, 5>, stride: usize) -> Tensor<B, 5> {
-    let t = video.dims()[2];
-    let idx: Vec<i64> = (0..t).step_by(stride.max(1)).map(|i| i as i64).collect();
+    let idx: Vec<i64> = semgen_encoder::train::sparse_frames(video.dims()[2], stride)
+        .into_iter()
+        .map(|i| i as i64)
+        .collect();
     let n = idx.len();
     let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), &video.device());
     video.select(2, idx)
@@ -233,19 +259,13 @@ impl<B: Backend> SemgenModel<B> {
             return Err(ModelError::MissingDir(dir.to_path_buf()));
         }
         let settings = ModelSettings::load(dir)?;
-        let vae_path = dir.join(VAE_FILE);
-        let vae_cfg: WanVaeConfig = stored_config(&vae_path, semgen_vae::COMPONENT)?;
-        let (vae, _) = WanVae::load(&vae_cfg, &vae_path, device)?;
-        let enc_path = dir.join(ENCODER_FILE);
-        let vcfg: QwenVisionConfig = stored_config(&enc_path, "semantic_encoder")?;
-        let (vision, _) = QwenVision::load(&vcfg, &enc_path, device)?;
+        let vae = load_vae(&dir.join(VAE_FILE), device)?;
+        let (vision, _) = load_vision(&dir.join(ENCODER_FILE), device)?;
         let (compressor, _) =
             load_own::<B, CompressorConfig, _>(&dir.join(COMPRESSOR_FILE), "compressor", |c| {
                 c.init(device)
             })?;
-        let text_path = dir.join(TEXT_FILE);
-        let tcfg: Umt5Config = stored_config(&text_path, "text_encoder")?;
-        let (umt5, _) = Umt5Encoder::load(&tcfg, &text_path, device)?;
+        let (umt5, _) = load_umt5(&dir.join(TEXT_FILE), device)?;
         let tok_path = dir.join(TOKENIZER_FILE);
         let tokenizer = PromptTokenizer::from_file(&tok_path).map_err(|e| ModelError::File {
             path: tok_path.clone(),

@@ -7,7 +7,8 @@
 //! of step `s` is `batch` pool indices drawn from `(seed, s)`, so runs resume exactly.
 
 use crate::model::{
-    compress_mean, from_tokens, sample_frames, stored_config, to_tokens, ModelError,
+    compress_mean, from_tokens, load_umt5, load_vae, load_vision, sample_frames, to_tokens,
+    ModelError,
 };
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -21,11 +22,11 @@ use semgen_encoder::compressor::{Compressor, CompressorConfig};
 use semgen_encoder::qwen_vision::{QwenVision, QwenVisionConfig};
 use semgen_encoder::text_encoder::TextEncoder;
 use semgen_encoder::tokenizer::PromptTokenizer;
-use semgen_encoder::umt5::{Umt5Config, Umt5Encoder};
+use semgen_encoder::umt5::Umt5Config;
 use semgen_refiner::geometry::SemanticGeometry;
 use semgen_refiner::refiner::{Refiner, RefinerBatch, RefinerConfig};
 use semgen_semantic_dit::{SemanticDit, SemanticDitConfig, SemanticText};
-use semgen_vae::{WanVae, WanVaeConfig};
+use semgen_vae::WanVae;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -153,14 +154,11 @@ pub struct Frozen<B: Backend> {
 
 impl<B: Backend> Frozen<B> {
     pub fn load(inputs: &Inputs, text_len: usize, device: &B::Device) -> Result<Self, ModelError> {
-        let vcfg: WanVaeConfig = stored_config(&inputs.vae, semgen_vae::COMPONENT)?;
-        let (vae, _) = WanVae::load(&vcfg, &inputs.vae, device)?;
-        let enc = inputs.encoder.join(crate::model::ENCODER_FILE);
-        let vision_config: QwenVisionConfig = stored_config(&enc, "semantic_encoder")?;
-        let (vision, _) = QwenVision::load(&vision_config, &enc, device)?;
+        let vae = load_vae(&inputs.vae, device)?;
+        let (vision, vision_config) =
+            load_vision(&inputs.encoder.join(crate::model::ENCODER_FILE), device)?;
         let txt = inputs.encoder.join(crate::model::TEXT_FILE);
-        let text_config: Umt5Config = stored_config(&txt, "text_encoder")?;
-        let (umt5, _) = Umt5Encoder::load(&text_config, &txt, device)?;
+        let (umt5, text_config) = load_umt5(&txt, device)?;
         let text = TextEncoder::new(PromptTokenizer::shapes(), umt5, text_len).map_err(|e| {
             ModelError::Config {
                 path: txt.clone(),

@@ -17,6 +17,7 @@ use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use rand::{Rng, SeedableRng};
 use semgen_core::checkpoint::{save_checkpoint, write_atomic, CheckpointMeta};
+use semgen_core::train::{pack_parts, unpack_parts};
 use semgen_data::{videos_to_tensor, ShapesWorld, Split, WorldConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -498,16 +499,12 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
         let optim_bytes = Recorder::<B>::record(&rec, self.optim.to_record(), ())
             .map_err(|e| ck(e.to_string()))?;
         let config = self.config.to_toml().into_bytes();
-        let mut bytes = Vec::new();
-        for part in [
+        let bytes = pack_parts(&[
             &self.step.to_le_bytes()[..],
             &config,
             &model_bytes,
             &optim_bytes,
-        ] {
-            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            bytes.extend_from_slice(part);
-        }
+        ]);
         write_atomic(&dir.join(STATE_FILE), &bytes).map_err(|e| ck(e.to_string()))
     }
 
@@ -524,19 +521,7 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
         };
         let bytes =
             std::fs::read(dir.join(STATE_FILE)).map_err(|e| bad(format!("{STATE_FILE}: {e}")))?;
-        let mut parts = Vec::new();
-        let mut at = 0usize;
-        while at < bytes.len() {
-            let len = bytes
-                .get(at..at + 8)
-                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
-                .ok_or_else(|| bad("truncated state file".into()))?;
-            let part = bytes
-                .get(at + 8..at + 8 + len)
-                .ok_or_else(|| bad("truncated state file".into()))?;
-            parts.push(part.to_vec());
-            at += 8 + len;
-        }
+        let parts = unpack_parts(&bytes).ok_or_else(|| bad("truncated state file".into()))?;
         let [step, saved_config, model_bytes, optim_bytes]: [Vec<u8>; 4] = parts
             .try_into()
             .map_err(|_| bad("corrupt state file".into()))?;

@@ -147,9 +147,7 @@ impl BackendTask for VaeEval {
     type Output = Result<()>;
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
-        let config: semgen_vae::WanVaeConfig =
-            semgen_pipeline::model::stored_config(&a.checkpoint, semgen_vae::COMPONENT)?;
-        let (vae, _) = semgen_vae::WanVae::<B>::load(&config, &a.checkpoint, &device)?;
+        let vae = semgen_pipeline::model::load_vae::<B>(&a.checkpoint, &device)?;
         let world = ShapesWorld::new(WorldConfig {
             frames: a.frames,
             height: a.size,

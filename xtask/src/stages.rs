@@ -6,7 +6,6 @@
 //! latent statistics it was trained on; the semantic run writes `semantic_dit.safetensors`.
 
 use anyhow::{Context, Result};
-use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use semgen_core::device::DeviceSpec;
 use semgen_core::train::{check_run_dir, Trainer};
@@ -114,9 +113,7 @@ impl AutodiffTask for Job {
                     "training the semantic generator from step {} to {}",
                     trainer.step, config.train.steps
                 );
-                let s = trainer.run(&task, &args.out, &stop, !args.quiet)?;
-                let _ = trainer.model.valid();
-                s
+                trainer.run(&task, &args.out, &stop, !args.quiet)?
             }
         };
         println!(
