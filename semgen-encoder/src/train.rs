@@ -306,7 +306,9 @@ mod tests {
     #[test]
     fn info_nce_prefers_matched_pairs() {
         let d = Default::default();
-        let v = Tensor::<TB, 2>::random([8, 16], Distribution::Normal(0.0, 1.0), &d);
+        // Orthogonal rows (not random ones: the backend RNG is shared by parallel tests, and two
+        // close random rows made this flaky).
+        let v = Tensor::<TB, 2>::eye(16, &d).narrow(0, 0, 8);
         let matched = info_nce(v.clone(), v.clone(), 0.1).into_scalar();
         let shuffled = info_nce(v.clone(), v.clone().flip([0]), 0.1).into_scalar();
         assert!(matched < 0.01, "{matched}");
