@@ -199,6 +199,44 @@ impl<B: Backend> CausalConv3d<B> {
         }
     }
 
+    /// Keeps only the newest temporal tap (the one that sees the current frame): the conv then
+    /// treats every frame as a still image, which is all that training on single frames taught
+    /// it (with the front zero padding, a lone frame only meets the last tap).
+    fn inflate_image(self) -> Self {
+        let [_, _, kt, _, _] = self.weight.dims();
+        if kt == 1 {
+            return self;
+        }
+        let weight = self.weight.map(|w| {
+            let last = w.clone().narrow(2, kt - 1, 1);
+            Tensor::cat(vec![w.narrow(2, 0, kt - 1).zeros_like(), last], 2)
+        });
+        Self { weight, ..self }
+    }
+
+    /// A `(kt,1,1)` time conv that copies the newest frame into each group of `in` output
+    /// channels (output channel `j` = input channel `j mod in`), with zero bias: a downsampling
+    /// time conv keeps the last frame of each pair, an upsampling one (2·C out, interleaved)
+    /// repeats each frame. With [`Self::inflate_image`] this makes the video VAE equal to the
+    /// image VAE applied to frames 0, 4, 8, … and repeated.
+    fn inflate_time_copy(self) -> Self {
+        let [cout, cin, kt, kh, kw] = self.weight.dims();
+        let device = self.weight.device();
+        let mut w = vec![0.0f32; cout * cin * kt * kh * kw];
+        for j in 0..cout {
+            w[((j * cin + j % cin) * kt + kt - 1) * kh * kw] = 1.0;
+        }
+        let weight = self
+            .weight
+            .map(|_| Tensor::from_data(TensorData::new(w, [cout, cin, kt, kh, kw]), &device));
+        let bias = self.bias.map(|b| b.zeros_like());
+        Self {
+            weight,
+            bias,
+            ..self
+        }
+    }
+
     /// `k×k×k` with padding `k/2` (upstream `WanCausalConv3d(cin, cout, k, padding=k//2)`).
     pub fn cube(cin: usize, cout: usize, k: usize, device: &B::Device) -> Self {
         Self::new(cin, cout, [k; 3], [1; 3], [k / 2; 3], device)
@@ -276,6 +314,14 @@ pub struct ResidualBlock<B: Backend> {
 }
 
 impl<B: Backend> ResidualBlock<B> {
+    fn inflate_image(self) -> Self {
+        Self {
+            conv1: self.conv1.inflate_image(),
+            conv2: self.conv2.inflate_image(),
+            ..self
+        }
+    }
+
     pub fn new(cin: usize, cout: usize, device: &B::Device) -> Self {
         Self {
             norm1: ChannelNorm3d::new(cin, device),
@@ -755,6 +801,63 @@ impl WanVaeConfig {
 }
 
 impl<B: Backend> WanVae<B> {
+    /// Turns a VAE trained on single frames into a video VAE that starts as that image VAE per
+    /// latent frame (Wan2.1 trains its VAE the same way: a 2D image VAE of the same structure
+    /// first, then inflated to 3D): every 3×3×3 causal conv keeps only its newest temporal tap,
+    /// and every time conv copies the newest frame (see `CausalConv3d::inflate_time_copy`).
+    /// Encoding then keeps frames 0, 4, 8, … and decoding repeats each latent frame 4 times;
+    /// training on clips then teaches the temporal taps.
+    pub fn inflate_image(self) -> Self {
+        let down = |l: DownLayer<B>| DownLayer {
+            conv1: l.conv1.map(CausalConv3d::inflate_image),
+            conv2: l.conv2.map(CausalConv3d::inflate_image),
+            time_conv: l.time_conv.map(CausalConv3d::inflate_time_copy),
+            ..l
+        };
+        let mid = |m: MidBlock<B>| MidBlock {
+            resnets: m
+                .resnets
+                .into_iter()
+                .map(ResidualBlock::inflate_image)
+                .collect(),
+            ..m
+        };
+        let encoder = Encoder {
+            conv_in: self.encoder.conv_in.inflate_image(),
+            down_blocks: self.encoder.down_blocks.into_iter().map(down).collect(),
+            mid_block: mid(self.encoder.mid_block),
+            conv_out: self.encoder.conv_out.inflate_image(),
+            ..self.encoder
+        };
+        let up = |b: UpBlock<B>| UpBlock {
+            resnets: b
+                .resnets
+                .into_iter()
+                .map(ResidualBlock::inflate_image)
+                .collect(),
+            upsamplers: b
+                .upsamplers
+                .into_iter()
+                .map(|r| Resample {
+                    time_conv: r.time_conv.map(CausalConv3d::inflate_time_copy),
+                    ..r
+                })
+                .collect(),
+        };
+        let decoder = Decoder {
+            conv_in: self.decoder.conv_in.inflate_image(),
+            mid_block: mid(self.decoder.mid_block),
+            up_blocks: self.decoder.up_blocks.into_iter().map(up).collect(),
+            conv_out: self.decoder.conv_out.inflate_image(),
+            ..self.decoder
+        };
+        Self {
+            encoder,
+            decoder,
+            ..self
+        }
+    }
+
     /// Checks a `[B, C, T, H, W]` video: `C = in_channels`, `T = 1 + 4k`, `H` and `W` multiples
     /// of the spatial factor.
     pub fn check_video(&self, dims: [usize; 5]) -> Result<(), VaeError> {

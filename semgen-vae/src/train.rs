@@ -39,6 +39,11 @@ pub enum TrainError {
     Data(#[from] semgen_data::DataError),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error("cannot start from {path}: {source}")]
+    InitFrom {
+        path: PathBuf,
+        source: semgen_core::checkpoint::LoadError,
+    },
     #[error("cannot resume from {dir}: {reason}")]
     Resume { dir: PathBuf, reason: String },
 }
@@ -49,6 +54,10 @@ pub enum TrainError {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_one() -> f64 {
+    1.0
 }
 
 /// A training run: `[model]`, `[data]`, `[train]` tables of a TOML file.
@@ -68,6 +77,14 @@ pub struct ModelSection {
     /// Overrides the preset's latent channels (latent mean/std become 0/1).
     #[serde(default)]
     pub z_dim: Option<usize>,
+    /// Start from these weights (a `vae.safetensors` of an earlier run, or any checkpoint
+    /// [`WanVae::load`] reads) instead of a fresh initialisation.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// Inflate `init_from` from an image VAE to a video VAE ([`WanVae::inflate_image`]) before
+    /// training: the second phase of the image-first curriculum.
+    #[serde(default)]
+    pub inflate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +105,12 @@ pub struct DataSection {
     /// Draw the crop window per step (on the 8-px latent grid) instead of centring it.
     #[serde(default)]
     pub random_crop: bool,
+    /// Train on still images: one frame per clip (drawn from `(seed, step)`), `[B, 3, 1, H, W]`.
+    /// The first phase of the image-first curriculum: a frame costs a ninth of a 9-frame clip,
+    /// so a batch sees many more distinct pictures, and with the front zero padding of the
+    /// causal convs a lone frame trains exactly the taps an inflated video VAE starts from.
+    #[serde(default)]
+    pub still_frames: bool,
     /// Cycle over the first `clips` training clips instead of fresh ones every step (the tests
     /// overfit one clip, so that the loss must fall).
     #[serde(default)]
@@ -110,18 +133,31 @@ pub struct TrainSection {
     #[serde(default)]
     pub decoder_only: bool,
     /// Decode a sample of the posterior (the VAE objective). `false` decodes the mean (an
-    /// autoencoder with the KL term as a regulariser on the mean): at initialisation the
-    /// posterior noise (σ ≈ 1) drowns the small means and the decoder learns to ignore its input
-    /// (the shipped VAE, trained with sampling, decodes a near-constant clip after 500 steps:
-    /// 14.5 dB). Not yet shown to fix it; see docs/vae.md.
+    /// autoencoder with the KL term as a weak regulariser on the mean), as the shipped recipe
+    /// does: at initialisation the posterior noise (σ ≈ 1) drowns the small means, and the
+    /// pipeline only ever uses the mean (docs/vae.md).
     #[serde(default = "default_true")]
     pub sample_posterior: bool,
     /// Linear learning-rate warm-up over this many steps.
     #[serde(default)]
     pub warmup: u64,
+    /// After warm-up, cosine decay to `lr · final_lr_ratio` at the last step (1 = constant).
+    #[serde(default = "default_one")]
+    pub final_lr_ratio: f64,
     /// Clip the global gradient norm to this value.
     #[serde(default)]
     pub grad_clip: Option<f32>,
+    /// Weight of the latent anchor: `mean|mu[:, :3] − pool(x)|`, the first three latent
+    /// channels pulled towards the video averaged over each latent cell (8×8 pixels; the first
+    /// frame alone, then 4-frame blocks, as the causal encoder groups them). Trained jointly from
+    /// scratch, this small Wan VAE settles within ~100 steps into predicting the data mean while
+    /// its decoder ignores the latent (measured, docs/vae.md); the anchor makes the latent carry
+    /// the picture from step 0, so the decoder learns to use it. 0 = off.
+    #[serde(default)]
+    pub anchor_weight: f64,
+    /// Apply the anchor for the first this many steps only (then the latent is free).
+    #[serde(default)]
+    pub anchor_steps: u64,
     /// Seed of the posterior noise.
     pub seed: u64,
 }
@@ -133,6 +169,8 @@ impl VaeTrainConfig {
             model: ModelSection {
                 preset: "tiny".into(),
                 z_dim: None,
+                init_from: None,
+                inflate: false,
             },
             data: DataSection {
                 seed: 0,
@@ -143,6 +181,7 @@ impl VaeTrainConfig {
                 batch_size: 1,
                 crop: Some(16),
                 random_crop: false,
+                still_frames: false,
                 clips: Some(1),
             },
             train: TrainSection {
@@ -156,18 +195,66 @@ impl VaeTrainConfig {
                 decoder_only: false,
                 sample_posterior: true,
                 warmup: 0,
+                final_lr_ratio: 1.0,
                 grad_clip: None,
+                anchor_weight: 0.0,
+                anchor_steps: 0,
                 seed: 0,
             },
         }
     }
 
-    /// `configs/shapes-small.toml`: the shipped model on 17×64×64 Shapes clips.
+    /// `configs/shapes-small-image.toml`: phase 1 of the shipped VAE, an image autoencoder on
+    /// single 32×32 windows of Shapes frames with the latent anchor.
+    pub fn shapes_small_image() -> Self {
+        Self {
+            model: ModelSection {
+                preset: "shapes-small".into(),
+                z_dim: None,
+                init_from: None,
+                inflate: false,
+            },
+            data: DataSection {
+                seed: 0,
+                frames: 9,
+                height: 64,
+                width: 64,
+                max_objects: 2,
+                batch_size: 16,
+                crop: Some(32),
+                random_crop: true,
+                still_frames: true,
+                clips: None,
+            },
+            train: TrainSection {
+                steps: 600,
+                lr: 3e-4,
+                weight_decay: 1e-4,
+                l1_weight: 1.0,
+                mse_weight: 1.0,
+                kl_weight: 1e-6,
+                checkpoint_every: 100,
+                decoder_only: false,
+                sample_posterior: false,
+                warmup: 50,
+                final_lr_ratio: 0.1,
+                grad_clip: Some(1.0),
+                anchor_weight: 1.0,
+                anchor_steps: 600,
+                seed: 0,
+            },
+        }
+    }
+
+    /// `configs/shapes-small.toml`: phase 2 of the shipped VAE, phase 1 inflated to video and
+    /// trained on 9-frame 32×32 windows of 17×64×64 Shapes clips.
     pub fn shapes_small() -> Self {
         Self {
             model: ModelSection {
                 preset: "shapes-small".into(),
                 z_dim: None,
+                init_from: Some("runs/vae-image/vae.safetensors".into()),
+                inflate: true,
             },
             data: DataSection {
                 seed: 0,
@@ -178,20 +265,24 @@ impl VaeTrainConfig {
                 batch_size: 4,
                 crop: Some(32),
                 random_crop: true,
+                still_frames: false,
                 clips: None,
             },
             train: TrainSection {
-                steps: 1500,
-                lr: 3e-4,
+                steps: 400,
+                lr: 1e-4,
                 weight_decay: 1e-4,
                 l1_weight: 1.0,
                 mse_weight: 1.0,
                 kl_weight: 1e-6,
-                checkpoint_every: 250,
+                checkpoint_every: 100,
                 decoder_only: false,
-                sample_posterior: true,
-                warmup: 0,
-                grad_clip: None,
+                sample_posterior: false,
+                warmup: 20,
+                final_lr_ratio: 0.1,
+                grad_clip: Some(0.5),
+                anchor_weight: 1.0,
+                anchor_steps: 400,
                 seed: 0,
             },
         }
@@ -260,6 +351,28 @@ pub struct VaeLoss<B: Backend> {
     pub l1: Tensor<B, 1>,
     pub mse: Tensor<B, 1>,
     pub kl: Tensor<B, 1>,
+    /// The latent anchor (zero when off).
+    pub anchor: Tensor<B, 1>,
+}
+
+/// The video averaged over each latent cell: `[B, C, T, H, W]` (`T = 1 + 4k`, `H`, `W` multiples
+/// of 8) to `[B, C, 1 + k, H/8, W/8]`: the first frame on its own, then blocks of 4 frames, the
+/// way the causal encoder maps frames to latent frames.
+pub fn latent_cell_means<B: Backend>(video: Tensor<B, 5>) -> Tensor<B, 5> {
+    let [b, c, t, h, w] = video.dims();
+    let pool = |x: Tensor<B, 5>, frames: usize| -> Tensor<B, 5> {
+        let blocks = x.dims()[2] / frames;
+        x.reshape([b * c * blocks, frames, h / 8, 8, w / 8, 8])
+            .mean_dim(5)
+            .mean_dim(3)
+            .mean_dim(1)
+            .reshape([b, c, blocks, h / 8, w / 8])
+    };
+    let first = pool(video.clone().narrow(2, 0, 1), 1);
+    if t == 1 {
+        return first;
+    }
+    Tensor::cat(vec![first, pool(video.narrow(2, 1, t - 1), 4)], 2)
 }
 
 /// `l1·mean|x̂ - x| + mse·mean(x̂ - x)² + kl·KL(q(z|x) ‖ N(0, I))`, the KL averaged over latent
@@ -277,7 +390,14 @@ pub fn vae_loss<B: Backend>(
     let logvar = logvar.clamp(-30.0, 20.0);
     let kl = ((mu.powf_scalar(2.0) + logvar.clone().exp() - logvar - 1.0) * 0.5).mean();
     let total = l1.clone() * w.l1 + mse.clone() * w.mse + kl.clone() * w.kl;
-    VaeLoss { total, l1, mse, kl }
+    let anchor = total.zeros_like();
+    VaeLoss {
+        total,
+        l1,
+        mse,
+        kl,
+        anchor,
+    }
 }
 
 /// Standard normal noise from `(seed, step)` on the host, so resumed runs draw the same noise.
@@ -313,6 +433,7 @@ pub struct StepStats {
     pub l1: f64,
     pub mse: f64,
     pub kl: f64,
+    pub anchor: f64,
 }
 
 /// A VAE training run on Shapes clips.
@@ -330,7 +451,19 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
     /// A fresh run; the initial weights come from `B`'s RNG seeded with `train.seed`.
     pub fn new(config: VaeTrainConfig, device: &B::Device) -> Result<Self, TrainError> {
         B::seed(device, config.train.seed);
-        let model = config.model_config()?.init::<B>(device)?;
+        let model_config = config.model_config()?;
+        let mut model = model_config.init::<B>(device)?;
+        if let Some(path) = &config.model.init_from {
+            model = WanVae::<B>::load(&model_config, path, device)
+                .map_err(|source| TrainError::InitFrom {
+                    path: path.clone(),
+                    source,
+                })?
+                .0;
+        }
+        if config.model.inflate {
+            model = model.inflate_image();
+        }
         let d = &config.data;
         let world = ShapesWorld::new(WorldConfig {
             seed: d.seed,
@@ -353,7 +486,8 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
             }
             None => (d.height, d.width),
         };
-        model.check_video([d.batch_size.max(1), 3, d.frames, h, w])?;
+        let t = if d.still_frames { 1 } else { d.frames };
+        model.check_video([d.batch_size.max(1), 3, t, h, w])?;
         let optim = AdamWConfig::new()
             .with_weight_decay(config.train.weight_decay)
             .with_grad_clipping(
@@ -380,7 +514,21 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
             .map(|i| self.config.data.clips.map_or(i, |n| i % n.max(1)))
             .map(|i| self.world.clip(Split::Train, i).map(|c| c.video))
             .collect::<Result<Vec<_>, _>>()?;
-        let x = videos_to_tensor(&clips, &self.device)?;
+        let mut x = videos_to_tensor(&clips, &self.device)?;
+        if self.config.data.still_frames {
+            // One frame of each clip, chosen from (seed, step) so a resumed run sees the same.
+            let mut rng = rand::rngs::StdRng::seed_from_u64(
+                !self.config.train.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03),
+            );
+            let t = x.dims()[2];
+            let frames = (0..x.dims()[0])
+                .map(|i| {
+                    let f = rng.random_range(0..t);
+                    x.clone().narrow(0, i, 1).narrow(2, f, 1)
+                })
+                .collect();
+            x = Tensor::cat(frames, 0);
+        }
         Ok(match self.config.data.crop {
             // One crop window per step, on the 8-px latent grid, drawn from (seed, step): the
             // model sees borders and corners, and a resumed run sees the same crops.
@@ -426,17 +574,28 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
         // Unclamped decode: the [-1, 1] clamp would zero the gradient of overshooting pixels.
         let recon = model.decode_unclamped(sample)?;
         let t = &self.config.train;
-        Ok(vae_loss(
+        let anchor_on = t.anchor_weight > 0.0 && step < t.anchor_steps;
+        let anchor_target = anchor_on.then(|| latent_cell_means(video.clone()));
+        let mut loss = vae_loss(
             video,
             recon,
-            mu,
+            mu.clone(),
             logvar,
             LossWeights {
                 l1: t.l1_weight,
                 mse: t.mse_weight,
                 kl: t.kl_weight,
             },
-        ))
+        );
+        if let Some(target) = anchor_target {
+            let channels = target.dims()[1].min(z);
+            let anchor = (mu.narrow(1, 0, channels) - target.narrow(1, 0, channels))
+                .abs()
+                .mean();
+            loss.total = loss.total + anchor.clone() * t.anchor_weight;
+            loss.anchor = anchor;
+        }
+        Ok(loss)
     }
 
     /// One AdamW step.
@@ -450,13 +609,18 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
             l1: scalar(&loss.l1),
             mse: scalar(&loss.mse),
             kl: scalar(&loss.kl),
+            anchor: scalar(&loss.anchor),
         };
         let grads = GradientsParams::from_grads(loss.total.backward(), &self.model);
         let t = &self.config.train;
         let lr = if self.step < t.warmup {
             t.lr * (self.step + 1) as f64 / t.warmup as f64
         } else {
-            t.lr
+            // Cosine from lr (end of warm-up) to lr · final_lr_ratio (last step).
+            let span = t.steps.saturating_sub(t.warmup).max(1) as f64;
+            let p = ((self.step - t.warmup) as f64 / span).min(1.0);
+            let cos = 0.5 * (1.0 + (std::f64::consts::PI * p).cos());
+            t.lr * (t.final_lr_ratio + (1.0 - t.final_lr_ratio) * cos)
         };
         self.model = self.optim.step(lr, self.model.clone(), grads);
         self.step += 1;

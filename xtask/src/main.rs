@@ -6,8 +6,10 @@
 //!   GIFs, PNG frames, captions and a contact sheet;
 //! - `train encoder [...]`: Shapes pretraining of the semantic encoder;
 //! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips;
-//! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages.
+//! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages;
+//! - `bench vae-memory [--frames 17,65,257] [--size 128]`: peak memory of streaming decode.
 
+mod bench;
 mod data;
 mod encoder;
 mod eval;
@@ -27,6 +29,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Benchmarks whose figures go into docs/ (peak memory, speed).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
     /// Compare a component against a reference fixture (exits non-zero on any mismatch).
     Parity(parity::ParityArgs),
     /// The Shapes world: previews of generated clips.
@@ -58,6 +65,7 @@ fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Parity(args) => parity::run(args),
+        Command::Bench { what } => bench::run(what),
         Command::Data(args) => data::run(args),
         Command::Eval(args) => eval::run(args),
         Command::EvalVae(args) => eval::run_vae(args),

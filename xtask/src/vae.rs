@@ -50,12 +50,13 @@ impl AutodiffTask for TrainTask {
         let start = Instant::now();
         trainer.run(&self.args.out, |s| {
             println!(
-                "step {:>6}/{total}  loss {:.5}  l1 {:.5}  mse {:.6}  kl {:.3}  {:.1}s",
+                "step {:>6}/{total}  loss {:.5}  l1 {:.5}  mse {:.6}  kl {:.3}  anchor {:.4}  {:.1}s",
                 s.step,
                 s.loss,
                 s.l1,
                 s.mse,
                 s.kl,
+                s.anchor,
                 start.elapsed().as_secs_f64()
             );
         })?;

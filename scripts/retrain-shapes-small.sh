@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Retrains the shipped Shapes model after the encoder (runs/encoder): the VAE in two phases
+# (image, then inflated to video), the refiner + compression MLP on the new latents, the
+# semantic generator on the new z_sem, then assembles checkpoints/shapes-small and evaluates.
+# Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+x=target/release/xtask
+first=${1:-vae-image}
+started=false
+step() { [ "$1" = "$first" ] && started=true; $started; }
+if step vae-image; then
+  $x train vae --config semgen-vae/configs/shapes-small-image.toml --out runs/vae-image > runs/vae-image.log 2>&1
+fi
+if step vae; then
+  $x train vae --config semgen-vae/configs/shapes-small.toml --out runs/vae > runs/vae.log 2>&1
+  $x eval-vae --checkpoint runs/vae/vae.safetensors --count 32 > runs/vae-eval.log 2>&1
+fi
+if step refiner; then
+  $x train refiner --config configs/shapes-small/refiner.toml --out runs/refiner > runs/refiner.log 2>&1
+fi
+if step semantic; then
+  $x train semantic --config configs/shapes-small/semantic.toml --out runs/semantic > runs/semantic.log 2>&1
+fi
+if step assemble; then
+  scripts/assemble-model.sh runs/encoder runs/refiner runs/semantic checkpoints/shapes-small
+  $x eval --checkpoint checkpoints/shapes-small --count 100 --out docs/results/pipeline-generated.jsonl > runs/eval-generated.log 2>&1
+  $x eval --checkpoint checkpoints/shapes-small --count 100 --source real --out docs/results/pipeline-real.jsonl > runs/eval-real.log 2>&1
+fi
+echo "retrained from $first"

@@ -1,0 +1,180 @@
+//! `cargo xtask bench …`: measurements that go into `docs/`, never into timed tests.
+//!
+//! `bench vae-memory`: peak resident memory of streaming-decoding clips of several lengths with
+//! the same VAE at the same frame size. Each length runs in its own child process (this binary,
+//! `bench vae-memory-run`), which decodes one latent frame at a time, turns each decoded chunk
+//! into 8-bit pixels and drops it (as `semgen generate` does when it writes a GIF), then reports
+//! its peak RSS (`VmHWM` of `/proc/self/status`, Linux).
+
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use clap::{Args, Subcommand};
+use rand::{Rng, SeedableRng};
+use semgen_vae::{StreamDecoder, WanVaeConfig};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Peak memory of streaming decode, per clip length (one process each).
+    VaeMemory(VaeMemoryArgs),
+    /// One measurement of `vae-memory` (run by it, in a fresh process).
+    #[command(hide = true)]
+    VaeMemoryRun(VaeMemoryRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VaeMemoryArgs {
+    /// Clip lengths in frames (each `1 + 4k`).
+    #[arg(long, value_delimiter = ',', default_value = "17,65,257")]
+    pub frames: Vec<usize>,
+    /// Frame height and width in pixels (a multiple of 8).
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
+    /// VAE preset: shapes-small or wan21 (weights are random: memory does not depend on them).
+    #[arg(long, default_value = "shapes-small")]
+    pub preset: String,
+    /// Write the table (Markdown) here as well as printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VaeMemoryRunArgs {
+    #[arg(long)]
+    pub frames: usize,
+    #[arg(long)]
+    pub size: usize,
+    #[arg(long)]
+    pub preset: String,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::VaeMemory(a) => vae_memory(a),
+        BenchCommand::VaeMemoryRun(a) => vae_memory_run(a),
+    }
+}
+
+fn preset(name: &str) -> Result<WanVaeConfig> {
+    Ok(match name {
+        "shapes-small" => WanVaeConfig::shapes_small(),
+        "wan21" => WanVaeConfig::wan21(),
+        other => bail!("unknown VAE preset '{other}' (shapes-small, wan21)"),
+    })
+}
+
+fn peak_rss_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .context("peak memory needs /proc/self/status (Linux)")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM line in /proc/self/status")
+}
+
+fn vae_memory_run(a: VaeMemoryRunArgs) -> Result<()> {
+    type B = burn::backend::Flex;
+    let device = Default::default();
+    let cfg = preset(&a.preset)?;
+    if a.frames == 0 || (a.frames - 1) % 4 != 0 || a.size % 8 != 0 {
+        bail!("frames must be 1 + 4k and size a multiple of 8");
+    }
+    let vae = cfg.init::<B>(&device)?;
+    let (lat_t, lat_hw) = (1 + (a.frames - 1) / 4, a.size / 8);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let start = Instant::now();
+    let mut decoder = StreamDecoder::new(&vae);
+    let mut frames = 0usize;
+    let mut checksum = 0u64;
+    for _ in 0..lat_t {
+        let n = cfg.z_dim * lat_hw * lat_hw;
+        let z: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let z = Tensor::<B, 5>::from_data(
+            TensorData::new(z, [1, cfg.z_dim, 1, lat_hw, lat_hw]),
+            &device,
+        );
+        let out = decoder.push(z)?;
+        frames += out.dims()[2];
+        let pixels: Vec<u8> = out
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            .iter()
+            .map(|v| ((v + 1.0) * 127.5).round() as u8)
+            .collect();
+        checksum = checksum.wrapping_add(pixels.iter().map(|&p| p as u64).sum::<u64>());
+    }
+    println!(
+        "frames {frames} peak_rss_kib {} seconds {:.2} checksum {checksum}",
+        peak_rss_kib()?,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn vae_memory(a: VaeMemoryArgs) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for &frames in &a.frames {
+        let out = Command::new(&exe)
+            .args(["bench", "vae-memory-run", "--frames", &frames.to_string()])
+            .args(["--size", &a.size.to_string(), "--preset", &a.preset])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "{frames} frames: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| -> Result<f64> {
+            let mut it = text.split_whitespace();
+            while let Some(w) = it.next() {
+                if w == name {
+                    return Ok(it.next().context("value")?.parse()?);
+                }
+            }
+            bail!("no {name} in '{text}'")
+        };
+        rows.push((
+            frames,
+            field("frames")? as usize,
+            field("peak_rss_kib")?,
+            field("seconds")?,
+        ));
+    }
+    let base = rows.first().map(|r| r.2).unwrap_or(1.0);
+    let mut table = format!(
+        "| clip frames | decoded frames | peak RSS (MiB) | vs {} frames | decode time (s) |\n|---|---|---|---|---|\n",
+        rows.first().map(|r| r.0).unwrap_or(0)
+    );
+    for (f, got, kib, secs) in &rows {
+        table += &format!(
+            "| {f} | {got} | {:.1} | {:.3}× | {secs:.1} |\n",
+            kib / 1024.0,
+            kib / base
+        );
+    }
+    let text = format!(
+        "Streaming decode (`StreamDecoder`, one latent frame at a time, each chunk converted to \
+         8-bit pixels and dropped), {} VAE (random weights), {}×{} frames, CPU (Flex), one \
+         process per length; `cargo xtask bench vae-memory --frames {} --size {}`:\n\n{table}",
+        a.preset,
+        a.size,
+        a.size,
+        a.frames
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        a.size
+    );
+    println!("{text}");
+    if let Some(path) = a.out {
+        semgen_core::checkpoint::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
