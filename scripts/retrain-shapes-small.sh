@@ -4,8 +4,10 @@
 # semantic generator on the new z_sem, then assembles checkpoints/shapes-small and evaluates.
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
 #   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble)
+# VAE_RESUME=--resume continues an interrupted video phase in runs/vae.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p runs
 x=target/release/xtask
 first=${1:-vae-image}
 started=false
@@ -14,7 +16,7 @@ if step vae-image; then
   $x train vae --config semgen-vae/configs/shapes-small-image.toml --out runs/vae-image > runs/vae-image.log 2>&1
 fi
 if step vae; then
-  $x train vae --config semgen-vae/configs/shapes-small.toml --out runs/vae > runs/vae.log 2>&1
+  $x train vae --config semgen-vae/configs/shapes-small.toml --out runs/vae ${VAE_RESUME:-} >> runs/vae.log 2>&1
   $x eval-vae --checkpoint runs/vae/vae.safetensors --count 32 > runs/vae-eval.log 2>&1
 fi
 if step refiner; then

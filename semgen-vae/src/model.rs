@@ -244,6 +244,20 @@ impl<B: Backend> CausalConv3d<B> {
 
     pub fn forward(&self, x: Tensor<B, 5>, cache: Option<Tensor<B, 5>>) -> Tensor<B, 5> {
         let mut front = 2 * self.padding[0];
+        let kt = self.weight.dims()[2];
+        if cache.is_none() && x.dims()[2] == 1 && front == kt - 1 && kt > 1 {
+            // A lone frame behind front zero padding meets only the newest tap: convolve with
+            // that tap alone (same result, same gradients, a `kt`-th of the work). Every first
+            // chunk of encode/decode and every still-image training step takes this path.
+            let options = ConvOptions::new(
+                self.stride,
+                [0, self.padding[1], self.padding[2]],
+                [1, 1, 1],
+                1,
+            );
+            let newest = self.weight.val().narrow(2, kt - 1, 1);
+            return conv3d(x, newest, Some(self.bias.val()), options);
+        }
         let mut x = x;
         if let Some(c) = cache {
             if front > 0 {
@@ -959,5 +973,30 @@ impl<B: Backend> WanVae<B> {
         let shape = [1, self.config.z_dim, 1, 1, 1];
         let t = |v: &[f32]| Tensor::<B, 1>::from_floats(v, device).reshape(shape);
         (t(&self.config.latents_mean), t(&self.config.latents_std))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::Distribution;
+
+    /// The lone-frame shortcut (newest tap only) equals the explicit front zero padding, for
+    /// 3×3×3 convs with and without spatial stride.
+    #[test]
+    fn lone_frame_shortcut_equals_zero_padding() {
+        let device = Default::default();
+        for stride in [[1, 1, 1], [1, 2, 2]] {
+            let conv = CausalConv3d::<NdArray>::new(4, 5, [3, 3, 3], stride, [1, 1, 1], &device);
+            let x = Tensor::<NdArray, 5>::random([2, 4, 1, 6, 6], Distribution::Default, &device);
+            let fast = conv.forward(x.clone(), None);
+            // Two zero frames passed as the cache take the general path with the same padding.
+            let zeros = Tensor::zeros([2, 4, 2, 6, 6], &device);
+            let slow = conv.forward(x, Some(zeros));
+            assert_eq!(fast.dims(), slow.dims());
+            let err = (fast - slow).abs().max().into_scalar();
+            assert!(err < 1e-5, "stride {stride:?}: {err}");
+        }
     }
 }

@@ -158,6 +158,10 @@ pub struct TrainSection {
     /// Apply the anchor for the first this many steps only (then the latent is free).
     #[serde(default)]
     pub anchor_steps: u64,
+    /// End the run after this step (saving it) while the learning-rate schedule still runs to
+    /// `steps`: how a run that was cut short on purpose is reproduced. `None` = run to `steps`.
+    #[serde(default)]
+    pub stop_at: Option<u64>,
     /// Seed of the posterior noise.
     pub seed: u64,
 }
@@ -199,6 +203,7 @@ impl VaeTrainConfig {
                 grad_clip: None,
                 anchor_weight: 0.0,
                 anchor_steps: 0,
+                stop_at: None,
                 seed: 0,
             },
         }
@@ -227,7 +232,7 @@ impl VaeTrainConfig {
                 clips: None,
             },
             train: TrainSection {
-                steps: 600,
+                steps: 3000,
                 lr: 3e-4,
                 weight_decay: 1e-4,
                 l1_weight: 1.0,
@@ -240,7 +245,8 @@ impl VaeTrainConfig {
                 final_lr_ratio: 0.1,
                 grad_clip: Some(1.0),
                 anchor_weight: 1.0,
-                anchor_steps: 600,
+                anchor_steps: 3000,
+                stop_at: Some(2100),
                 seed: 0,
             },
         }
@@ -269,7 +275,7 @@ impl VaeTrainConfig {
                 clips: None,
             },
             train: TrainSection {
-                steps: 400,
+                steps: 300,
                 lr: 1e-4,
                 weight_decay: 1e-4,
                 l1_weight: 1.0,
@@ -282,7 +288,8 @@ impl VaeTrainConfig {
                 final_lr_ratio: 0.1,
                 grad_clip: Some(0.5),
                 anchor_weight: 1.0,
-                anchor_steps: 400,
+                anchor_steps: 300,
+                stop_at: None,
                 seed: 0,
             },
         }
@@ -630,10 +637,15 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
     /// Runs until `train.steps`, saving into `dir` every `checkpoint_every` steps and at the end.
     pub fn run(&mut self, dir: &Path, mut log: impl FnMut(&StepStats)) -> Result<(), TrainError> {
         let every = self.config.train.checkpoint_every.max(1);
-        while self.step < self.config.train.steps {
+        let end = self
+            .config
+            .train
+            .stop_at
+            .map_or(self.config.train.steps, |s| s.min(self.config.train.steps));
+        while self.step < end {
             let stats = self.train_step()?;
             log(&stats);
-            if self.step % every == 0 || self.step == self.config.train.steps {
+            if self.step % every == 0 || self.step == end {
                 self.save(dir)?;
             }
         }

@@ -147,7 +147,7 @@ fn inflated_image_vae_acts_per_latent_frame() {
         .inflate_image();
     let (t, h, w) = (9, 16, 16);
     let v: Vec<f32> = (0..3 * t * h * w)
-        .map(|i| ((i as f32 * 0.731).sin() * 0.9))
+        .map(|i| (i as f32 * 0.731).sin() * 0.9)
         .collect();
     let clip = Tensor::<NdArray, 5>::from_data(TensorData::new(v, [1, 3, t, h, w]), &device);
     let moments = vae.encode_moments(clip.clone()).unwrap();

@@ -139,6 +139,13 @@ pub struct VaeEvalArgs {
     pub size: usize,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Also write a PNG of the first 4 clips: each original above its reconstruction, frames
+    /// evenly spaced.
+    #[arg(long)]
+    pub sheet: Option<PathBuf>,
+    /// Evaluate on the first frame of each clip alone (an image VAE, phase 1 of the recipe).
+    #[arg(long)]
+    pub image: bool,
 }
 
 struct VaeEval(VaeEvalArgs);
@@ -155,8 +162,12 @@ impl BackendTask for VaeEval {
             ..WorldConfig::default()
         })?;
         let mut psnrs = Vec::new();
+        let mut sheet = Vec::new();
         for i in 0..a.count {
-            let clip = world.clip(Split::Val, i)?;
+            let mut clip = world.clip(Split::Val, i)?;
+            if a.image {
+                clip.video = clip.video.select(&[0])?;
+            }
             let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
             let recon = vae.decode(vae.encode(x)?)?;
             let out = &semgen_data::tensor_to_videos(recon)?[0];
@@ -169,6 +180,14 @@ impl BackendTask for VaeEval {
                 .sum::<f64>()
                 / out.as_bytes().len() as f64;
             psnrs.push(10.0 * (255.0f64.powi(2) / mse.max(1e-10)).log10());
+            if i < 4 {
+                sheet.push(clip.video.clone());
+                sheet.push(out.clone());
+            }
+        }
+        if let Some(path) = &a.sheet {
+            let rows: Vec<&semgen_data::Video> = sheet.iter().collect();
+            semgen_data::writers::write_contact_sheet_rows(&rows, path, 9)?;
         }
         let mean = psnrs.iter().sum::<f64>() / psnrs.len().max(1) as f64;
         let min = psnrs.iter().cloned().fold(f64::INFINITY, f64::min);
