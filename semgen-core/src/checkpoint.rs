@@ -262,6 +262,12 @@ pub fn parse_safetensors(path: &Path) -> Result<SafetensorsFile, LoadError> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse_safetensors_bytes(path, bytes)
+}
+
+/// Validates the bytes of a safetensors file already in memory; `path` only names it in errors.
+/// Never panics, whatever the bytes (fuzzed: `fuzz/fuzz_targets/checkpoint.rs`).
+pub fn parse_safetensors_bytes(path: &Path, bytes: Vec<u8>) -> Result<SafetensorsFile, LoadError> {
     let not_st = |reason: String| LoadError::NotSafetensors {
         path: path.to_path_buf(),
         reason,

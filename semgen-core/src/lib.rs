@@ -37,6 +37,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod fixture;
 pub mod flow;
+pub mod guard;
 pub mod layers;
 pub mod parity;
 pub mod rope;

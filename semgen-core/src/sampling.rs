@@ -32,6 +32,9 @@ pub trait Scheduler<B: Backend, const D: usize> {
     fn step_index(&self) -> usize;
 }
 
+/// The largest timestep shift a sampler accepts (see [`SamplerConfig::validate`]).
+pub const MAX_SHIFT: f64 = 100.0;
+
 /// Which sampler to use, with its settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplerConfig {
@@ -76,6 +79,14 @@ impl SamplerConfig {
         if !(self.shift > 0.0 && self.shift.is_finite()) {
             return Err(ConfigError::invalid(format!(
                 "sampler shift must be positive, got {}",
+                self.shift
+            )));
+        }
+        // Above ~1000 the f32 σ schedule has flat steps near σ = 1 (steps that do nothing; UniPC's
+        // σ₀ − 1e-6 even rises); 100 leaves a wide margin and is far above practical shifts.
+        if self.shift > MAX_SHIFT {
+            return Err(ConfigError::invalid(format!(
+                "sampler shift {} is above {MAX_SHIFT}: the σ schedule would have steps that do not move",
                 self.shift
             )));
         }

@@ -200,3 +200,134 @@ fn runs_are_not_overwritten_and_resume_checks_the_task() {
         .unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
 }
+
+/// Raises the stop flag (what the Ctrl-C handler of `cargo xtask train` does) while step `at`
+/// is being computed, as a signal arriving mid-step would.
+struct Interrupting<'a> {
+    inner: Regression,
+    at: u64,
+    flag: &'a AtomicBool,
+}
+
+impl TrainTask<B> for Interrupting<'_> {
+    type Model = Linear<B>;
+
+    fn loss(&self, model: &Linear<B>, step: u64) -> Result<Tensor<B, 1>, TrainError> {
+        if step == self.at {
+            self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.loss(model, step)
+    }
+
+    fn export(
+        &self,
+        model: &<Linear<B> as AutodiffModule<B>>::InnerModule,
+        dir: &Path,
+        step: u64,
+    ) -> Result<(), TrainError> {
+        self.inner.export(model, dir, step)
+    }
+
+    fn fingerprint(&self) -> String {
+        self.inner.fingerprint()
+    }
+}
+
+#[test]
+fn an_interrupt_mid_run_saves_and_the_resumed_run_equals_a_straight_one() {
+    let plain = Regression {
+        seed: 3,
+        nan_at: None,
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let mut a = fresh(12);
+    a.run(&plain, straight.path(), &AtomicBool::new(false), false)
+        .unwrap();
+
+    // Interrupted during step 7 (0-based 6), between the regular checkpoints at 4 and 8.
+    let dir = tempfile::tempdir().unwrap();
+    let flag = AtomicBool::new(false);
+    let task = Interrupting {
+        inner: Regression {
+            seed: 3,
+            nan_at: None,
+        },
+        at: 6,
+        flag: &flag,
+    };
+    let mut b = fresh(12);
+    let summary = b.run(&task, dir.path(), &flag, false).unwrap();
+    assert!(summary.stopped);
+    assert_eq!(summary.step, 7, "the step under way finishes, then it saves");
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("weights.json")).unwrap())
+            .unwrap();
+    assert_eq!(exported["step"], 7, "the users' checkpoint is written too");
+
+    let mut c = fresh(12);
+    c.resume(&plain, dir.path(), &Default::default()).unwrap();
+    assert_eq!(c.step, 7);
+    c.run(&plain, dir.path(), &AtomicBool::new(false), false)
+        .unwrap();
+    assert_eq!(weights(&a.model.valid()), weights(&c.model.valid()));
+    assert_eq!(weights(&a.export_weights()), weights(&c.export_weights()));
+}
+
+/// Set in the child process of [`a_kill_mid_write_never_leaves_a_partial_state_file`].
+const WRITER_ENV: &str = "SEMGEN_TEST_ATOMIC_WRITER";
+
+/// 1.5 MB parts whose every byte is the step, so a mix of two writes is detectable.
+fn state_bytes(step: u64) -> Vec<u8> {
+    let payload = vec![(step % 251) as u8; 1_500_000];
+    semgen_core::train::pack_parts(&[&step.to_le_bytes(), &payload])
+}
+
+/// In the child: rewrites the state file forever, as a training run saving every step.
+#[test]
+fn atomic_writer_child() {
+    let Some(dir) = std::env::var_os(WRITER_ENV) else {
+        return;
+    };
+    let path = Path::new(&dir).join(STATE_FILE);
+    for step in 1.. {
+        semgen_core::checkpoint::write_atomic(&path, &state_bytes(step)).unwrap();
+    }
+}
+
+#[test]
+fn a_kill_mid_write_never_leaves_a_partial_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(STATE_FILE);
+    semgen_core::checkpoint::write_atomic(&path, &state_bytes(0)).unwrap();
+    for delay_ms in [150, 230, 310, 370, 450] {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "atomic_writer_child", "--test-threads", "1"])
+            .env(WRITER_ENV, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL: no destructor, no cleanup
+        child.wait().unwrap();
+        let parts =
+            semgen_core::train::unpack_parts(&std::fs::read(&path).unwrap()).expect("complete");
+        let step = u64::from_le_bytes(parts[0].clone().try_into().unwrap());
+        assert_eq!(parts[1].len(), 1_500_000);
+        assert!(
+            parts[1].iter().all(|&b| b == (step % 251) as u8),
+            "step {step}: a mix of two writes"
+        );
+    }
+    // A killed writer may leave its temp file (never the state file itself); it is ignored.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n == STATE_FILE || (n.starts_with(".train_state.bin.") && n.ends_with(".tmp"))),
+        "{names:?}"
+    );
+}

@@ -126,10 +126,17 @@ pub fn read_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
 
 /// Writes each frame as `dir/000000.png`, `dir/000001.png`, … (names sort in frame order).
 ///
-/// The frames are written into a temporary folder next to `dir`, which then replaces `dir`.
+/// The frames are written into a temporary folder next to `dir`, which then replaces `dir`. An
+/// existing *file* at `dir` is an error (it is never replaced by a folder).
 pub fn write_png_frames(video: &Video, dir: &Path) -> Result<()> {
     let parent = parent_of(dir);
     let name = file_name(dir)?;
+    if dir.exists() && !dir.is_dir() {
+        return Err(DataError::Config(format!(
+            "{} is a file, not a folder of PNG frames; it is not replaced",
+            dir.display()
+        )));
+    }
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .tempdir_in(&parent)

@@ -125,6 +125,23 @@ fn unwritable_paths_are_typed_errors() {
 }
 
 #[test]
+fn png_frames_never_replace_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("frames");
+    std::fs::write(&file, b"the user's file").unwrap();
+    let err = write_png_frames(&clip(0), &file).unwrap_err();
+    assert!(matches!(err, DataError::Config(_)), "{err}");
+    assert!(err.to_string().contains("is a file"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"the user's file");
+    assert_eq!(only_entries(tmp.path()), vec!["frames".to_string()]);
+    // A folder of frames is replaced, as documented.
+    let dir = tmp.path().join("dir");
+    write_png_frames(&clip(0), &dir).unwrap();
+    write_png_frames(&clip(1), &dir).unwrap();
+    assert!(dir.is_dir());
+}
+
+#[test]
 fn mp4_round_trips_with_the_right_frame_count() {
     if !ffmpeg_required() {
         return;

@@ -204,11 +204,25 @@ impl PromptTokenizer {
     }
 
     /// Parses `tokenizer.json` text. The pad id is that of `<pad>` (or `[PAD]`), else 0.
+    ///
+    /// The `tokenizers` crate panics on some malformed files (a syntax error inside `"decoder"`,
+    /// found by `fuzz/fuzz_targets/config.rs`; a `Precompiled` normalizer without its charsmap):
+    /// the text must be valid JSON first, and a panic inside the parser is an error too.
     pub fn from_json(text: &str) -> Result<Self, TokenizerError> {
-        let inner = Tokenizer::from_str(text).map_err(|e| TokenizerError {
+        let err = |reason: String| TokenizerError {
             what: "tokenizer.json".into(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let inner = semgen_core::guard::catch_panic_silently(|| Tokenizer::from_str(text))
+            .map_err(|panic| err(format!("the tokenizers library cannot read it: {panic}")))?
+            .map_err(|e| err(e.to_string()))?;
+        // Some files parse but make every encode panic (a template naming a special token the
+        // file does not define, found by fuzzing): refuse them here, while loading.
+        if let Err(panic) = semgen_core::guard::catch_panic_silently(|| inner.encode("a", true)) {
+            return Err(err(format!("the tokenizers library cannot encode with it: {panic}")));
+        }
         let pad_id = inner
             .token_to_id("<pad>")
             .or_else(|| inner.token_to_id("[PAD]"))
@@ -236,7 +250,7 @@ impl PromptTokenizer {
         else {
             return Vec::new();
         };
-        let Ok(enc) = self.inner.encode(prompt, false) else {
+        let Ok(enc) = encode_guarded(&self.inner, prompt, false) else {
             return Vec::new();
         };
         enc.get_ids()
@@ -281,13 +295,10 @@ impl PromptTokenizer {
             if prompt.trim().is_empty() {
                 return Err(EncodeError::EmptyPrompt { index });
             }
-            let fail = |e: Box<dyn std::error::Error + Send + Sync>| EncodeError::Tokenizer {
-                index,
-                reason: e.to_string(),
-            };
-            let full = self.inner.encode(*prompt, true).map_err(fail)?;
+            let fail = |reason: String| EncodeError::Tokenizer { index, reason };
+            let full = encode_guarded(&self.inner, prompt, true).map_err(fail)?;
             let ids = if full.get_ids().len() > max_len {
-                let cut = truncating.encode(*prompt, true).map_err(fail)?;
+                let cut = encode_guarded(&truncating, prompt, true).map_err(fail)?;
                 batch.warnings.push(TextWarning::Truncated {
                     index,
                     tokens: full.get_ids().len(),
@@ -301,6 +312,17 @@ impl PromptTokenizer {
         }
         Ok(batch)
     }
+}
+
+/// `Tokenizer::encode` with a panic inside the `tokenizers` crate turned into an error.
+fn encode_guarded(
+    tokenizer: &Tokenizer,
+    text: &str,
+    special_tokens: bool,
+) -> Result<tokenizers::Encoding, String> {
+    semgen_core::guard::catch_panic_silently(|| tokenizer.encode(text, special_tokens))
+        .map_err(|panic| format!("the tokenizers library failed: {panic}"))?
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -126,3 +126,41 @@ fn packed_rows_that_disagree_with_their_grid_are_an_error() {
         Err(EncodeError::PackedInput(_))
     ));
 }
+
+/// Regressions (issue 11, `fuzz/regressions/config/`): the `tokenizers` crate panicked on a
+/// `tokenizer.json` with a syntax error inside `"decoder"` (`crash-8f7ea1d8…`), panics on a
+/// `Precompiled` normalizer without its charsmap, and on encoding with a template that names an
+/// undefined special token (`crash-d5a6185e…`). All are errors now, and nothing is printed.
+#[test]
+fn malformed_tokenizer_files_are_errors_not_panics() {
+    let crash = include_str!("data/fuzz-crash-tokenizer-decoder.json");
+    let shapes = include_str!("../assets/shapes-tokenizer.json").to_string();
+    assert!(shapes.contains("\"decoder\": null"));
+    let one_char = shapes.replace("\"decoder\": null", "\"decoder\": (null");
+    for (text, message) in [
+        (crash, "not valid JSON"),
+        (one_char.as_str(), "not valid JSON"),
+        (
+            r#"{"model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}, "normalizer": {"type": "Precompiled"}}"#,
+            "the tokenizers library cannot read it",
+        ),
+    ] {
+        let err = PromptTokenizer::from_json(text).unwrap_err();
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    assert!(PromptTokenizer::from_json(&shapes).is_ok());
+
+    // Regression (`crash-d5a6185e…`): a template naming a special token the file does not
+    // define parses, but every encode panicked inside `tokenizers`. Refused while loading now.
+    let crash = include_str!("data/fuzz-crash-tokenizer-template.json");
+    let mut v: serde_json::Value = serde_json::from_str(&shapes).unwrap();
+    v["post_processor"]["single"][1]["SpecialToken"]["id"] = "<x>".into();
+    for text in [crash.to_string(), v.to_string()] {
+        let err = PromptTokenizer::from_json(&text).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the tokenizers library cannot encode with it: no entry found for key"),
+            "{err}"
+        );
+    }
+}

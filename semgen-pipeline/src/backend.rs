@@ -57,27 +57,27 @@ pub fn compiled_devices() -> Vec<&'static str> {
 /// Runs a tiny op on the device and turns a backend panic (no adapter, no driver) into an error.
 #[allow(dead_code)]
 fn probe<B: Backend>(spec: DeviceSpec, device: &B::Device) -> Result<(), BackendError> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
     let device = device.clone();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+    self_test(spec, move || {
         let x = Tensor::<B, 1>::ones([2], &device);
         x.sum().into_scalar().elem::<f32>()
-    }));
-    std::panic::set_hook(hook);
-    match r {
+    })
+}
+
+/// Runs `ones(2).sum()` computed by `f` with the panic message silenced: `Ok` when it gives 2,
+/// otherwise [`BackendError::Unavailable`] carrying the panic message (how a backend reports a
+/// missing adapter or driver).
+#[allow(dead_code)]
+fn self_test(spec: DeviceSpec, f: impl FnOnce() -> f32) -> Result<(), BackendError> {
+    match semgen_core::guard::catch_panic_silently(f) {
         Ok(v) if v == 2.0 => Ok(()),
         Ok(v) => Err(BackendError::Unavailable {
             device: spec.to_string(),
             reason: format!("a self-test computed {v} instead of 2"),
         }),
-        Err(e) => Err(BackendError::Unavailable {
+        Err(reason) => Err(BackendError::Unavailable {
             device: spec.to_string(),
-            reason: e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the backend failed to initialise".into()),
+            reason,
         }),
     }
 }
@@ -166,6 +166,30 @@ mod tests {
     fn cpu_is_always_there() {
         assert_eq!(dispatch(DeviceSpec::Cpu, Dims).unwrap(), [2, 3]);
         assert!(compiled_devices().contains(&"cpu"));
+    }
+
+    #[test]
+    fn a_backend_that_panics_at_start_is_unavailable_not_a_panic() {
+        let e = self_test(DeviceSpec::Wgpu(3), || panic!("No possible adapter available"))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "device 'wgpu:3' is not available on this machine: No possible adapter available"
+        );
+        let e = self_test(DeviceSpec::Cuda(1), || {
+            panic!("{}", String::from("CUDA_ERROR_INVALID_DEVICE"))
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&e, BackendError::Unavailable { device, reason }
+                if device == "cuda:1" && reason == "CUDA_ERROR_INVALID_DEVICE"),
+            "{e}"
+        );
+        assert!(matches!(
+            self_test(DeviceSpec::Cuda(0), || 3.0),
+            Err(BackendError::Unavailable { .. })
+        ));
+        assert_eq!(self_test(DeviceSpec::Cpu, || 2.0), Ok(()));
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -15,7 +15,7 @@
 //! | `semantic_dit.safetensors` | `semantic_dit` | `SemanticDitConfig` |
 
 use burn::prelude::*;
-use semgen_core::checkpoint::{load_checkpoint, read_meta, LoadError};
+use semgen_core::checkpoint::{load_checkpoint, parse_safetensors, LoadError};
 use semgen_encoder::compressor::{Compressor, CompressorConfig};
 use semgen_encoder::qwen_vision::{QwenVision, QwenVisionConfig};
 use semgen_encoder::text_encoder::TextEncoder;
@@ -50,6 +50,15 @@ pub enum ModelError {
     Config {
         path: PathBuf,
         component: String,
+        reason: String,
+    },
+    /// Two components that load on their own but do not fit together (e.g. a refiner from a
+    /// model with another VAE).
+    #[error("{dir}: {first} and {second} do not fit together: {reason}")]
+    Mismatch {
+        dir: PathBuf,
+        first: &'static str,
+        second: &'static str,
         reason: String,
     },
 }
@@ -104,15 +113,146 @@ impl ModelSettings {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        serde_json::from_str(&text).map_err(|e| ModelError::File {
-            path,
+        let settings: Self = serde_json::from_str(&text).map_err(|e| ModelError::File {
+            path: path.clone(),
             reason: format!("not a valid model.json: {e}"),
-        })
+        })?;
+        settings.validate().map_err(|reason| ModelError::File {
+            path,
+            reason: format!("not a valid model.json: {reason}"),
+        })?;
+        Ok(settings)
+    }
+
+    /// Checks the values the pipeline divides by (the clip defaults themselves are checked per
+    /// request by `SemgenModel::check`, the text length by the text encoder).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.frame_stride == 0 {
+            return Err("frame_stride must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
-/// Reads the config stored in a semgen checkpoint's header.
-pub fn stored_config<C: serde::de::DeserializeOwned>(
+/// A lower bound on the number of parameters of the model a config describes, computed without
+/// building it. A checkpoint's weights can only fit a config whose floor is at most the number
+/// of values in the file, so a header config with absurd sizes (a corrupt or hand-edited header)
+/// is refused before `init` would try to allocate them (which aborts the process).
+pub trait ParamFloor {
+    fn param_floor(&self) -> u128;
+}
+
+fn sum(terms: &[u128]) -> u128 {
+    terms.iter().fold(0u128, |a, &t| a.saturating_add(t))
+}
+
+fn mul(factors: &[usize]) -> u128 {
+    factors
+        .iter()
+        .fold(1u128, |a, &f| a.saturating_mul(f as u128))
+}
+
+/// The Wan DiT: patch embedding, text and time embedders, 8·D² per block (self- and
+/// cross-attention projections), the FFN, and the head.
+fn wan_dit_floor(c: &semgen_core::wan_dit::WanDitConfig) -> u128 {
+    let d = c.num_attention_heads.saturating_mul(c.attention_head_dim);
+    let p = c.patch_size.iter().fold(1usize, |a, &x| a.saturating_mul(x));
+    sum(&[
+        mul(&[d, c.in_channels, p]),
+        mul(&[d, c.text_dim]),
+        mul(&[d, c.freq_dim]),
+        mul(&[8, d, d]),
+        mul(&[c.num_layers, 8, d, d]),
+        mul(&[c.num_layers, 2, d, c.ffn_dim]),
+        mul(&[c.out_channels, p, d]),
+    ])
+}
+
+impl ParamFloor for RefinerConfig {
+    fn param_floor(&self) -> u128 {
+        let d = self.dit.num_attention_heads.saturating_mul(self.dit.attention_head_dim);
+        sum(&[wan_dit_floor(&self.dit), mul(&[self.semantic_dim, d])])
+    }
+}
+
+impl ParamFloor for SemanticDitConfig {
+    fn param_floor(&self) -> u128 {
+        wan_dit_floor(&self.dit)
+    }
+}
+
+impl ParamFloor for CompressorConfig {
+    fn param_floor(&self) -> u128 {
+        match self.d_out {
+            None => 0,
+            Some(o) => sum(&[mul(&[self.d_in, self.hidden]), mul(&[self.hidden, o])]),
+        }
+    }
+}
+
+impl ParamFloor for QwenVisionConfig {
+    fn param_floor(&self) -> u128 {
+        let d = self.hidden_size;
+        let m = self.spatial_merge_size;
+        let merged = d.saturating_mul(m).saturating_mul(m);
+        let patch = mul(&[
+            self.in_channels,
+            self.temporal_patch_size,
+            self.patch_size,
+            self.patch_size,
+        ]);
+        sum(&[
+            patch.saturating_mul(d as u128),
+            mul(&[self.depth, 4, d, d]),
+            mul(&[self.depth, 3, d, self.intermediate_size]),
+            mul(&[merged, merged]),
+            mul(&[merged, self.out_hidden_size]),
+        ])
+    }
+}
+
+impl ParamFloor for Umt5Config {
+    fn param_floor(&self) -> u128 {
+        let inner = self.num_heads.saturating_mul(self.d_kv);
+        sum(&[
+            mul(&[self.vocab_size, self.d_model]),
+            mul(&[self.num_layers, 4, self.d_model, inner]),
+            mul(&[self.num_layers, 2, self.d_model, self.d_ff]),
+            mul(&[self.relative_attention_num_buckets, self.num_heads]),
+        ])
+    }
+}
+
+impl ParamFloor for WanVaeConfig {
+    /// The 1×1 quant convs, the encoder's and decoder's in/out convs, the two 3×3×3 convs of
+    /// both mid-block residual pairs, and the second 3×3×3 conv (output width squared) of every
+    /// other residual block.
+    fn param_floor(&self) -> u128 {
+        let (b, d, z) = (self.base_dim, self.decoder_dim(), self.z_dim);
+        let top = self.dim_mult.last().copied().unwrap_or(1);
+        let (enc_top, dec_top) = (b.saturating_mul(top), d.saturating_mul(top));
+        let mut terms = vec![
+            mul(&[5, z, z]),
+            mul(&[27, self.in_channels, b]),
+            mul(&[27, enc_top, 2, z]),
+            mul(&[27, z, dec_top]),
+            mul(&[27, d, self.out_channels]),
+            mul(&[4, 27, enc_top, enc_top]),
+            mul(&[4, 27, dec_top, dec_top]),
+        ];
+        for &m in &self.dim_mult {
+            let enc = b.saturating_mul(m);
+            let dec = d.saturating_mul(m);
+            terms.push(mul(&[self.num_res_blocks, 27, enc, enc]));
+            terms.push(mul(&[self.num_res_blocks.saturating_add(1), 27, dec, dec]));
+        }
+        sum(&terms)
+    }
+}
+
+/// Reads the config stored in a semgen checkpoint's header, and checks that the file holds at
+/// least as many values as the model it describes needs ([`ParamFloor`]).
+pub fn stored_config<C: serde::de::DeserializeOwned + ParamFloor>(
     path: &Path,
     component: &str,
 ) -> Result<C, ModelError> {
@@ -122,7 +262,13 @@ pub fn stored_config<C: serde::de::DeserializeOwned>(
             reason: "missing".into(),
         });
     }
-    let meta = read_meta(path)?;
+    let file = parse_safetensors(path)?;
+    let meta = file.semgen_meta()?.ok_or_else(|| {
+        LoadError::Invalid(format!(
+            "{} has no semgen metadata (not a semgen checkpoint)",
+            path.display()
+        ))
+    })?;
     if meta.component != component {
         return Err(LoadError::WrongComponent {
             path: path.to_path_buf(),
@@ -131,11 +277,27 @@ pub fn stored_config<C: serde::de::DeserializeOwned>(
         }
         .into());
     }
-    serde_json::from_value(meta.config).map_err(|e| ModelError::Config {
+    let config: C = serde_json::from_value(meta.config).map_err(|e| ModelError::Config {
         path: path.to_path_buf(),
         component: component.into(),
         reason: e.to_string(),
-    })
+    })?;
+    let values: u128 = file
+        .tensors()
+        .iter()
+        .map(|(_, v)| v.shape().iter().product::<usize>() as u128)
+        .sum();
+    let floor = config.param_floor();
+    if floor > values {
+        return Err(invalid(
+            path,
+            component,
+            format!(
+                "it describes a model of at least {floor} parameters but the file holds {values} values: the config does not match these weights"
+            ),
+        ));
+    }
+    Ok(config)
 }
 
 fn invalid(path: &Path, component: &str, e: impl std::fmt::Display) -> ModelError {
@@ -153,7 +315,7 @@ pub fn load_own<B: Backend, C, M>(
     init: impl FnOnce(&C) -> Result<M, semgen_core::ConfigError>,
 ) -> Result<(M, C), ModelError>
 where
-    C: serde::de::DeserializeOwned,
+    C: serde::de::DeserializeOwned + ParamFloor,
     M: Module<B> + burn::store::ModuleSnapshot<B>,
 {
     let config: C = stored_config(path, component)?;
@@ -286,7 +448,7 @@ impl<B: Backend> SemgenModel<B> {
         } else {
             None
         };
-        Ok(Self {
+        let model = Self {
             encoder: SemanticEncoder {
                 vision,
                 compressor,
@@ -298,7 +460,132 @@ impl<B: Backend> SemgenModel<B> {
             refiner,
             semantic,
             dir: dir.to_path_buf(),
-        })
+        };
+        model.check_fit()?;
+        Ok(model)
+    }
+
+    /// Checks that the components fit together (each file is already checked on its own), so a
+    /// component from another model is a clear error here instead of a tensor-shape panic later.
+    pub fn check_fit(&self) -> Result<(), ModelError> {
+        let vae = &self.vae.config;
+        let vision = &self.encoder.vision.config;
+        let compressor = &self.encoder.compressor.config;
+        let text_dim = self.text.model.config.d_model;
+        let refiner = &self.refiner.config;
+        let mismatch = |first, second, reason: String| {
+            Err(ModelError::Mismatch {
+                dir: self.dir.clone(),
+                first,
+                second,
+                reason,
+            })
+        };
+        let dit = &refiner.dit;
+        if dit.in_channels != vae.z_dim || dit.out_channels != vae.z_dim {
+            return mismatch(
+                REFINER_FILE,
+                VAE_FILE,
+                format!(
+                    "the refiner has {}/{} in/out channels, the VAE has {} latent channels",
+                    dit.in_channels, dit.out_channels, vae.z_dim
+                ),
+            );
+        }
+        if dit.text_dim != text_dim {
+            return mismatch(
+                REFINER_FILE,
+                TEXT_FILE,
+                format!(
+                    "the refiner reads {}-wide text features, the text encoder gives {text_dim}",
+                    dit.text_dim
+                ),
+            );
+        }
+        if compressor.d_in != vision.out_hidden_size {
+            return mismatch(
+                COMPRESSOR_FILE,
+                ENCODER_FILE,
+                format!(
+                    "the compressor reads {}-wide features, the semantic encoder gives {}",
+                    compressor.d_in, vision.out_hidden_size
+                ),
+            );
+        }
+        if refiner.has_semantic() {
+            if refiner.semantic_dim != compressor.out_dim() {
+                return mismatch(
+                    REFINER_FILE,
+                    COMPRESSOR_FILE,
+                    format!(
+                        "the refiner takes {}-dim semantic tokens, the compressor gives {}",
+                        refiner.semantic_dim,
+                        compressor.out_dim()
+                    ),
+                );
+            }
+            let g = &refiner.geometry;
+            let (vs, vt) = (vae.spatial_factor(), vae.temporal_factor());
+            if g.vae_spatial != vs || g.vae_temporal != vt {
+                return mismatch(
+                    REFINER_FILE,
+                    VAE_FILE,
+                    format!(
+                        "the refiner was built for a VAE compressing {}x space and {}x time, this VAE compresses {vs}x and {vt}x",
+                        g.vae_spatial, g.vae_temporal
+                    ),
+                );
+            }
+            if g.pixels_per_token != vision.pixels_per_token()
+                || g.temporal_patch != vision.temporal_patch_size
+            {
+                return mismatch(
+                    REFINER_FILE,
+                    ENCODER_FILE,
+                    format!(
+                        "the refiner expects {} px and {} frames per semantic token, the semantic encoder uses {} px and {}",
+                        g.pixels_per_token,
+                        g.temporal_patch,
+                        vision.pixels_per_token(),
+                        vision.temporal_patch_size
+                    ),
+                );
+            }
+            if g.frame_stride != self.settings.frame_stride {
+                return mismatch(
+                    REFINER_FILE,
+                    SETTINGS_FILE,
+                    format!(
+                        "the refiner was trained on every {}th frame, model.json says frame_stride {}",
+                        g.frame_stride, self.settings.frame_stride
+                    ),
+                );
+            }
+        }
+        if let Some(sem) = &self.semantic {
+            let d = &sem.config.dit;
+            if refiner.has_semantic() && d.in_channels != refiner.semantic_dim {
+                return mismatch(
+                    SEMANTIC_FILE,
+                    REFINER_FILE,
+                    format!(
+                        "the semantic generator makes {}-dim tokens, the refiner takes {}",
+                        d.in_channels, refiner.semantic_dim
+                    ),
+                );
+            }
+            if d.text_dim != text_dim {
+                return mismatch(
+                    SEMANTIC_FILE,
+                    TEXT_FILE,
+                    format!(
+                        "the semantic generator reads {}-wide text features, the text encoder gives {text_dim}",
+                        d.text_dim
+                    ),
+                );
+            }
+        }
+        Ok(())
     }
 }
 

@@ -115,6 +115,21 @@ impl SemanticDitConfig {
                 self.text_drop
             )));
         }
+        // The latent statistics are all-or-nothing: a partial set would silently be ignored.
+        let c = self.dit.in_channels;
+        let (m, s) = (self.z_mean.len(), self.z_std.len());
+        if (m, s) != (0, 0) && (m, s) != (c, c) {
+            return Err(ConfigError::invalid(format!(
+                "z_mean/z_std have {m}/{s} entries; both must be empty or have in_channels = {c}"
+            )));
+        }
+        if self.z_mean.iter().any(|v| !v.is_finite())
+            || self.z_std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+        {
+            return Err(ConfigError::invalid(
+                "z_mean must be finite and z_std finite and positive",
+            ));
+        }
         Ok(())
     }
 

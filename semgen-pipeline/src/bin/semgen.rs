@@ -114,20 +114,62 @@ fn default_checkpoint() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../checkpoints/shapes-small")
 }
 
-/// Refuses an output whose folder is missing or read-only, before any work is done.
+/// True when `out` is written as a folder of PNG frames (no `.gif` / `.mp4` extension).
+fn is_frame_folder(out: &Path) -> bool {
+    !matches!(
+        out.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("gif" | "mp4")
+    )
+}
+
+/// Refuses an output that cannot be written, before any work is done: no file name, a folder
+/// that is missing, is a file, or is read-only, or an existing path of the other kind (a folder
+/// where a video goes, a file where the PNG frames go).
 fn check_output(out: &Path) -> Result<()> {
+    if out.file_name().is_none() {
+        bail!("output path '{}' has no file name", out.display());
+    }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    if parent.exists() && !parent.is_dir() {
+        bail!(
+            "output folder {} is a file, not a folder",
+            parent.display()
+        );
+    }
     if !parent.is_dir() {
         bail!("output folder {} does not exist", parent.display());
     }
     let probe = tempfile::Builder::new()
         .prefix(".semgen-write-test")
         .tempfile_in(&parent);
-    if probe.is_err() {
-        bail!("output folder {} is not writable", parent.display());
+    if let Err(e) = probe {
+        bail!("output folder {} is not writable ({e})", parent.display());
+    }
+    match (is_frame_folder(out), out.is_dir()) {
+        (false, true) => bail!(
+            "output {} is a folder; a .gif or .mp4 output must be a file",
+            out.display()
+        ),
+        (true, false) if out.exists() => bail!(
+            "output {} is a file; without a .gif or .mp4 extension the output is a folder of PNG frames",
+            out.display()
+        ),
+        _ => {}
+    }
+    let mp4 = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("mp4"));
+    if mp4 && !semgen_data::ffmpeg::ffmpeg_available() {
+        bail!(
+            "writing {} needs ffmpeg, which cannot be run here (install it, or write a .gif or a PNG folder)",
+            out.display()
+        );
     }
     Ok(())
 }
@@ -281,8 +323,14 @@ impl BackendTask for Decode {
         let lat = tensors
             .get("latents")
             .with_context(|| format!("{} holds no 'latents' tensor", a.latents.display()))?;
-        if lat.shape.len() != 5 {
-            bail!("'latents' has shape {:?}, expected 5 dimensions", lat.shape);
+        if lat.shape.len() != 5 || lat.shape[0] != 1 || lat.shape[2..].contains(&0) {
+            bail!(
+                "'latents' has shape {:?}, expected [1, channels, frames, height, width] with every size positive",
+                lat.shape
+            );
+        }
+        if lat.to_f32().iter().any(|v| !v.is_finite()) {
+            bail!("'latents' in {} holds NaN or infinite values", a.latents.display());
         }
         let dir = a.checkpoint.clone().unwrap_or_else(default_checkpoint);
         let model = SemgenModel::<B>::load(&dir, &device)
