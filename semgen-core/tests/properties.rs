@@ -59,11 +59,17 @@ fn plan() -> impl Strategy<Value = WindowPlan> {
             proptest::collection::vec(0usize..8, 0..4)
         )
             .prop_map(|(t, s, tw, shifted, extra)| {
-                let mut frames: Vec<usize> = (0..t)
-                    .flat_map(|f| std::iter::repeat_n(f, s))
-                    .collect();
+                let mut frames: Vec<usize> =
+                    (0..t).flat_map(|f| std::iter::repeat_n(f, s)).collect();
                 frames.extend(extra.into_iter().map(|e| e % t));
-                WindowPlan::new(&frames, t, AttentionMode::Window { frames: tw, shifted })
+                WindowPlan::new(
+                    &frames,
+                    t,
+                    AttentionMode::Window {
+                        frames: tw,
+                        shifted,
+                    },
+                )
             }),
     ]
 }

@@ -258,7 +258,10 @@ fn an_interrupt_mid_run_saves_and_the_resumed_run_equals_a_straight_one() {
     let mut b = fresh(12);
     let summary = b.run(&task, dir.path(), &flag, false).unwrap();
     assert!(summary.stopped);
-    assert_eq!(summary.step, 7, "the step under way finishes, then it saves");
+    assert_eq!(
+        summary.step, 7,
+        "the step under way finishes, then it saves"
+    );
     let exported: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("weights.json")).unwrap())
             .unwrap();

@@ -221,7 +221,9 @@ impl PromptTokenizer {
         // Some files parse but make every encode panic (a template naming a special token the
         // file does not define, found by fuzzing): refuse them here, while loading.
         if let Err(panic) = semgen_core::guard::catch_panic_silently(|| inner.encode("a", true)) {
-            return Err(err(format!("the tokenizers library cannot encode with it: {panic}")));
+            return Err(err(format!(
+                "the tokenizers library cannot encode with it: {panic}"
+            )));
         }
         let pad_id = inner
             .token_to_id("<pad>")

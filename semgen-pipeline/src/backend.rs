@@ -170,8 +170,10 @@ mod tests {
 
     #[test]
     fn a_backend_that_panics_at_start_is_unavailable_not_a_panic() {
-        let e = self_test(DeviceSpec::Wgpu(3), || panic!("No possible adapter available"))
-            .unwrap_err();
+        let e = self_test(DeviceSpec::Wgpu(3), || {
+            panic!("No possible adapter available")
+        })
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "device 'wgpu:3' is not available on this machine: No possible adapter available"

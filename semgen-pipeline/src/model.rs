@@ -156,7 +156,10 @@ fn mul(factors: &[usize]) -> u128 {
 /// cross-attention projections), the FFN, and the head.
 fn wan_dit_floor(c: &semgen_core::wan_dit::WanDitConfig) -> u128 {
     let d = c.num_attention_heads.saturating_mul(c.attention_head_dim);
-    let p = c.patch_size.iter().fold(1usize, |a, &x| a.saturating_mul(x));
+    let p = c
+        .patch_size
+        .iter()
+        .fold(1usize, |a, &x| a.saturating_mul(x));
     sum(&[
         mul(&[d, c.in_channels, p]),
         mul(&[d, c.text_dim]),
@@ -170,7 +173,10 @@ fn wan_dit_floor(c: &semgen_core::wan_dit::WanDitConfig) -> u128 {
 
 impl ParamFloor for RefinerConfig {
     fn param_floor(&self) -> u128 {
-        let d = self.dit.num_attention_heads.saturating_mul(self.dit.attention_head_dim);
+        let d = self
+            .dit
+            .num_attention_heads
+            .saturating_mul(self.dit.attention_head_dim);
         sum(&[wan_dit_floor(&self.dit), mul(&[self.semantic_dim, d])])
     }
 }

@@ -535,7 +535,10 @@ fn prompts_the_model_cannot_read_are_refused() {
         .collect()
     };
     run(story(&file("empty.txt", b"")), "the prompt is empty");
-    run(story(&file("blank.txt", b"\n  \n\n")), "the prompt is empty");
+    run(
+        story(&file("blank.txt", b"\n  \n\n")),
+        "the prompt is empty",
+    );
     run(
         story(&file("first.txt", format!("\n{PROMPT}\n").as_bytes())),
         "segment 1 of the prompt is empty",
@@ -831,7 +834,10 @@ fn parameter_floors_bound_the_shipped_components() {
             .sum();
         let floor = config.param_floor();
         eprintln!("{file}: floor {floor} of {values} values");
-        assert!(floor <= values && floor * 3 >= values, "{file}: {floor} vs {values}");
+        assert!(
+            floor <= values && floor * 3 >= values,
+            "{file}: {floor} vs {values}"
+        );
     }
     check::<semgen_vae::WanVaeConfig>("vae.safetensors", "wan_vae");
     check::<semgen_encoder::qwen_vision::QwenVisionConfig>(

@@ -80,7 +80,12 @@ fn ctrl_c_saves_a_checkpoint_and_resume_continues_from_it() {
     while log_lines(&run) < 2 {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("xtask exited early ({status}): {err}");
         }
         assert!(

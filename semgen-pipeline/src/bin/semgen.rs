@@ -137,10 +137,7 @@ fn check_output(out: &Path) -> Result<()> {
         _ => PathBuf::from("."),
     };
     if parent.exists() && !parent.is_dir() {
-        bail!(
-            "output folder {} is a file, not a folder",
-            parent.display()
-        );
+        bail!("output folder {} is a file, not a folder", parent.display());
     }
     if !parent.is_dir() {
         bail!("output folder {} does not exist", parent.display());
@@ -330,7 +327,10 @@ impl BackendTask for Decode {
             );
         }
         if lat.to_f32().iter().any(|v| !v.is_finite()) {
-            bail!("'latents' in {} holds NaN or infinite values", a.latents.display());
+            bail!(
+                "'latents' in {} holds NaN or infinite values",
+                a.latents.display()
+            );
         }
         let dir = a.checkpoint.clone().unwrap_or_else(default_checkpoint);
         let model = SemgenModel::<B>::load(&dir, &device)
