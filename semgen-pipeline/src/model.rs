@@ -86,6 +86,15 @@ pub struct ModelSettings {
     /// Training steps of each component, for `semgen info`.
     #[serde(default)]
     pub provenance: serde_json::Value,
+    /// Where the `z_sem` this model was trained on came from: the semantic encoder (every
+    /// shipped model) or VAE latents (the paper's Fig. 9 control, `cargo xtask experiment
+    /// convergence`), whose folder carries an encoder only for loading: such a model generates
+    /// from text but cannot encode a real clip ([`SemgenModel::encode_clip`] refuses).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::train::SemanticSource::is_encoder"
+    )]
+    pub semantic_source: crate::train::SemanticSource,
 }
 
 impl ModelSettings {
@@ -104,6 +113,7 @@ impl ModelSettings {
             refiner_guidance: 2.0,
             shift: 3.0,
             provenance: serde_json::Value::Null,
+            semantic_source: Default::default(),
         }
     }
 
@@ -508,7 +518,8 @@ impl<B: Backend> SemgenModel<B> {
                 ),
             );
         }
-        if compressor.d_in != vision.out_hidden_size {
+        let from_encoder = self.settings.semantic_source == crate::train::SemanticSource::Encoder;
+        if from_encoder && compressor.d_in != vision.out_hidden_size {
             return mismatch(
                 COMPRESSOR_FILE,
                 ENCODER_FILE,

@@ -66,6 +66,8 @@ pub enum PipelineError {
     Video(#[from] semgen_data::DataError),
     #[error("cancelled at step {step} of {total}")]
     Cancelled { step: usize, total: usize },
+    #[error("this model's z_sem come from VAE latents (the Fig. 9 control): it generates from text but cannot encode a real clip")]
+    NotEncoderSourced,
 }
 
 /// Sampling settings of one stage.
@@ -151,6 +153,15 @@ fn sampler(s: &StageSettings) -> Result<SamplerConfig, PipelineError> {
 }
 
 impl<B: Backend> SemgenModel<B> {
+    /// `z_sem` of real clips `[B, 3, T, H, W]` in [-1, 1] (semantic encoder → MLP mean): the
+    /// condition of the paper's Fig. 4. Refused for a model trained on VAE-sourced tokens.
+    pub fn encode_clip(&self, video: Tensor<B, 5>) -> Result<Tensor<B, 5>, PipelineError> {
+        if !self.settings.semantic_source.is_encoder() {
+            return Err(PipelineError::NotEncoderSourced);
+        }
+        Ok(self.encoder.encode(video)?)
+    }
+
     /// Checks a request against the model before any work.
     pub fn check(&self, req: &GenerateRequest) -> Result<(), PipelineError> {
         if req.segments.is_empty() || req.segments.iter().all(|s| s.trim().is_empty()) {

@@ -45,6 +45,27 @@ pub struct Inputs {
     /// Stage 1 only: the refiner run whose `compressor.safetensors` is frozen.
     #[serde(default)]
     pub refiner: Option<PathBuf>,
+    /// A folder for feature-pool caches (see [`FeaturePool::cached`]); none = no cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_cache: Option<PathBuf>,
+}
+
+/// Where the semantic tokens of a run come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SemanticSource {
+    /// The semantic encoder (SemanticGen).
+    #[default]
+    Encoder,
+    /// The VAE's latents on the same token grid (paper Fig. 9's control: "only replace the
+    /// semantic encoder with the VAE encoder"); see [`vae_semantic_grid`].
+    Vae,
+}
+
+impl SemanticSource {
+    pub fn is_encoder(&self) -> bool {
+        *self == Self::Encoder
+    }
 }
 
 /// The feature pool and batches.
@@ -61,6 +82,9 @@ pub struct DataConfig {
     pub max_objects: usize,
     pub frame_stride: usize,
     pub text_len: usize,
+    /// `encoder` (default) or `vae` (the Fig. 9 control).
+    #[serde(default, skip_serializing_if = "SemanticSource::is_encoder")]
+    pub semantic_source: SemanticSource,
 }
 
 /// A DiT backbone's size.
@@ -207,6 +231,7 @@ impl<B: Backend> FeaturePool<B> {
         })
         .map_err(TrainError::task)?;
         let device = frozen.vae.quant_conv.weight.device();
+        let from_vae = data.semantic_source == SemanticSource::Vae;
         let (mut lat, mut feat, mut txt, mut captions) = (vec![], vec![], vec![], vec![]);
         let chunk = 16;
         for first in (0..data.pool).step_by(chunk) {
@@ -217,26 +242,171 @@ impl<B: Backend> FeaturePool<B> {
                 .map_err(TrainError::task)?;
             let videos: Vec<_> = clips.iter().map(|c| c.video.clone()).collect();
             let x: Tensor<B, 5> = videos_to_tensor(&videos, &device).map_err(TrainError::task)?;
-            if with_latents {
+            if with_latents || from_vae {
                 lat.push(frozen.vae.encode(x.clone()).map_err(TrainError::task)?);
             }
-            let sampled = sample_frames(x, data.frame_stride);
-            feat.push(
-                frozen
-                    .vision
-                    .encode_clip(sampled)
-                    .map_err(TrainError::task)?
-                    .features,
-            );
+            if !from_vae {
+                let sampled = sample_frames(x, data.frame_stride);
+                feat.push(
+                    frozen
+                        .vision
+                        .encode_clip(sampled)
+                        .map_err(TrainError::task)?
+                        .features,
+                );
+            }
             let caps: Vec<String> = clips.iter().map(|c| c.caption()).collect();
             let refs: Vec<&str> = caps.iter().map(String::as_str).collect();
             txt.push(frozen.text.encode(&refs).map_err(TrainError::task)?.hidden);
             captions.extend(caps);
         }
+        let latents = (!lat.is_empty()).then(|| Tensor::cat(lat, 0));
+        let features = match (&latents, from_vae) {
+            (Some(l), true) => {
+                // Per-channel standardised (on this pool), as the refiner's latents are.
+                let (mean, std) = channel_stats(l);
+                let z = mean.len();
+                let t = |v: Vec<f32>| {
+                    Tensor::<B, 1>::from_data(TensorData::new(v, [z]), &device)
+                        .reshape([1, z, 1, 1, 1])
+                };
+                let normed = (l.clone() - t(mean)) / t(std);
+                let c = &frozen.vision_config;
+                let p = c.pixels_per_token();
+                let sampled = (data.frames - 1) / data.frame_stride.max(1) + 1;
+                let grid = SemanticGrid {
+                    t: sampled.div_ceil(c.temporal_patch_size),
+                    h: data.height / p,
+                    w: data.width / p,
+                    stride: data.frame_stride * c.temporal_patch_size / 2,
+                };
+                vae_semantic_grid(normed, data.frames, grid).map_err(TrainError::task)?
+            }
+            _ => Tensor::cat(feat, 0),
+        };
         Ok(Self {
-            latents: with_latents.then(|| Tensor::cat(lat, 0)),
-            features: Tensor::cat(feat, 0),
+            latents: latents.filter(|_| with_latents),
+            features,
             text: Tensor::cat(txt, 0),
+            captions,
+        })
+    }
+
+    /// [`FeaturePool::build`] through a cache file in `dir` (when given), keyed by the SHA-256
+    /// of the frozen checkpoints' bytes, the data config (less the batch size) and the split.
+    ///
+    /// The file is a safetensors file of f32 tensors `latents` (when built with them),
+    /// `features` and `text`, with the captions as JSON in its metadata (`captions`); it is
+    /// written atomically. A cache without latents does not serve a request for them (the pool
+    /// is rebuilt and the cache replaced); one with latents serves every request.
+    pub fn cached(
+        frozen: &Frozen<B>,
+        inputs: &Inputs,
+        data: &DataConfig,
+        split: Split,
+        with_latents: bool,
+    ) -> Result<Self, TrainError> {
+        let Some(dir) = &inputs.pool_cache else {
+            return Self::build(frozen, data, split, with_latents);
+        };
+        let path = dir.join(format!(
+            "pool-{}.safetensors",
+            pool_key(inputs, data, split)?
+        ));
+        let device = frozen.vae.quant_conv.weight.device();
+        if let Some(pool) = Self::read(&path, &device) {
+            if pool.latents.is_some() || !with_latents {
+                println!("feature pool from {}", path.display());
+                return Ok(Self {
+                    latents: pool.latents.filter(|_| with_latents),
+                    ..pool
+                });
+            }
+        }
+        let pool = Self::build(frozen, data, split, with_latents)?;
+        pool.write(&path)?;
+        Ok(pool)
+    }
+
+    fn write(&self, path: &Path) -> Result<(), TrainError> {
+        use safetensors::tensor::{Dtype, TensorView};
+        let io = |e: String| TrainError::Io {
+            path: path.to_path_buf(),
+            reason: e,
+        };
+        let mut named: Vec<(&str, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut add = |name: &'static str, dims: Vec<usize>, data: TensorData| {
+            let bytes = data
+                .to_vec::<f32>()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            named.push((name, dims, bytes));
+        };
+        if let Some(l) = &self.latents {
+            add("latents", l.dims().to_vec(), l.to_data());
+        }
+        add(
+            "features",
+            self.features.dims().to_vec(),
+            self.features.to_data(),
+        );
+        add("text", self.text.dims().to_vec(), self.text.to_data());
+        let views = named
+            .iter()
+            .map(|(n, d, b)| {
+                TensorView::new(Dtype::F32, d.clone(), b)
+                    .map(|v| (n.to_string(), v))
+                    .map_err(|e| io(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let meta = std::collections::HashMap::from([(
+            "captions".to_string(),
+            serde_json::to_string(&self.captions).map_err(|e| io(e.to_string()))?,
+        )]);
+        let bytes = safetensors::serialize(views, &Some(meta)).map_err(|e| io(e.to_string()))?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
+        }
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, bytes).map_err(|e| io(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| io(e.to_string()))
+    }
+
+    /// The pool in a cache file; `None` when it is absent or unreadable (then it is rebuilt).
+    fn read(path: &Path, device: &B::Device) -> Option<Self> {
+        let bytes = std::fs::read(path).ok()?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+        let captions: Vec<String> =
+            serde_json::from_str(meta.metadata().as_ref()?.get("captions")?).ok()?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).ok()?;
+        fn get<B: Backend, const D: usize>(
+            st: &safetensors::SafeTensors,
+            name: &str,
+            device: &B::Device,
+        ) -> Option<Tensor<B, D>> {
+            let t = st.tensor(name).ok()?;
+            if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != D {
+                return None;
+            }
+            let values: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Some(Tensor::from_data(
+                TensorData::new(values, t.shape().to_vec()),
+                device,
+            ))
+        }
+        let features = get::<B, 5>(&st, "features", device)?;
+        let text = get::<B, 3>(&st, "text", device)?;
+        let n = captions.len();
+        (features.dims()[0] == n && text.dims()[0] == n).then_some(Self {
+            latents: get::<B, 5>(&st, "latents", device).filter(|l| l.dims()[0] == n),
+            features,
+            text,
             captions,
         })
     }
@@ -259,6 +429,78 @@ pub fn channel_stats<B: Backend>(latents: &Tensor<B, 5>) -> (Vec<f32>, Vec<f32>)
     let v = |t: Tensor<B, 2>| t.into_data().to_vec::<f32>().unwrap_or_default();
     let std = v(var.sqrt()).into_iter().map(|s| s.max(1e-4)).collect();
     (v(mean), std)
+}
+
+/// The cache key of a pool: SHA-256 over the frozen checkpoints' bytes, the data config (less
+/// the batch size, which does not change the pool) and the split; 16 hex digits.
+fn pool_key(inputs: &Inputs, data: &DataConfig, split: Split) -> Result<String, TrainError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for file in [
+        inputs.vae.clone(),
+        inputs.encoder.join(crate::model::ENCODER_FILE),
+        inputs.encoder.join(crate::model::TEXT_FILE),
+    ] {
+        let bytes = std::fs::read(&file).map_err(|e| TrainError::Io {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+        h.update(Sha256::digest(&bytes));
+    }
+    let data = DataConfig {
+        batch: 0,
+        ..data.clone()
+    };
+    h.update(serde_json::to_string(&data).unwrap_or_default());
+    h.update(format!("{split:?}"));
+    Ok(h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The semantic token grid of a clip: `t × h × w` tokens, token `k` starting at pixel frame
+/// `2·k·stride` (the encoder's temporal patch is 2 sampled frames, `stride` apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemanticGrid {
+    pub t: usize,
+    pub h: usize,
+    pub w: usize,
+    pub stride: usize,
+}
+
+/// VAE latents `[N, z, F, h, w]` of `frames`-frame clips on the semantic token grid
+/// `[t, gh, gw]`: for semantic token `k` the latent frame holding pixel frame `2·k·stride` (the
+/// first frame of the token's temporal patch; latent frame `j` ends at pixel frame `4j`), and
+/// the `r × r` latent cells under each token stacked into channels (`z·r²` features per token).
+pub fn vae_semantic_grid<B: Backend>(
+    latents: Tensor<B, 5>,
+    frames: usize,
+    grid: SemanticGrid,
+) -> Result<Tensor<B, 5>, String> {
+    let [n, z, f, h, w] = latents.dims();
+    let (t, gh, gw) = (grid.t, grid.h, grid.w);
+    if gh == 0 || gw == 0 || h % gh != 0 || w % gw != 0 || h / gh != w / gw || frames == 0 {
+        return Err(format!(
+            "a {h}x{w} latent grid does not tile into {gh}x{gw} semantic tokens"
+        ));
+    }
+    let r = h / gh;
+    let idx: Vec<i64> = (0..t)
+        .map(|k| {
+            let p = (2 * k * grid.stride).min(frames - 1);
+            (p.div_ceil(4)).min(f - 1) as i64
+        })
+        .collect();
+    let device = latents.device();
+    let picked = latents.select(
+        2,
+        Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [t]), &device),
+    );
+    Ok(picked
+        .reshape([n, z, t, gh, r, gw, r])
+        .permute([0, 1, 4, 6, 2, 3, 5])
+        .reshape([n, z * r * r, t, gh, gw]))
 }
 
 fn step_rng(seed: u64, step: u64) -> rand::rngs::StdRng {
@@ -331,7 +573,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
         device: &B::Device,
     ) -> Result<(Self, RefinerPair<B>), TrainError> {
         config.train.validate()?;
-        let pool = FeaturePool::build(frozen, &config.data, Split::Train, true)?;
+        let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, true)?;
         let latents = pool
             .latents
             .clone()
@@ -344,7 +586,8 @@ impl<B: AutodiffBackend> RefinerTask<B> {
         vae.config = vae_config.clone();
         let normed = vae.normalize(latents);
         let m = &config.model;
-        let d_sem = frozen.vision_config.out_hidden_size;
+        // The encoder's width, or z·r² for VAE-sourced tokens.
+        let d_sem = pool.features.dims()[1];
         let compressor_config = CompressorConfig::new(d_sem)
             // d_out 0 (Base-CT): no semantic tokens, so no MLP parameters either.
             .with_d_out((m.compress && m.d_out > 0).then_some(m.d_out))
@@ -492,7 +735,7 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         device: &B::Device,
     ) -> Result<(Self, SemanticDit<B>), TrainError> {
         config.train.validate()?;
-        let pool = FeaturePool::build(frozen, &config.data, Split::Train, false)?;
+        let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, false)?;
         let z = compress_mean(compressor, pool.features);
         let d_out = z.dims()[1];
         let (mean, std) = channel_stats(&z);
@@ -521,6 +764,12 @@ impl<B: AutodiffBackend> SemanticTask<B> {
     /// Per-channel std of the pooled `z_sem` before normalisation.
     pub fn z_std(&self) -> Vec<f32> {
         self.dit_config.z_std.clone()
+    }
+
+    /// The pool's `z_sem` in the generator's (per-channel standardised) space, `[N, d, t, h, w]`:
+    /// the real distribution stage 1 learns.
+    pub fn z_sem(&self) -> Tensor<B::InnerBackend, 5> {
+        self.z_sem.clone().inner()
     }
 }
 
@@ -560,5 +809,98 @@ impl<B: AutodiffBackend> TrainTask<B> for SemanticTask<B> {
 
     fn fingerprint(&self) -> String {
         serde_json::json!({"model": self.config.model, "data": self.config.data}).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    type B = burn::backend::Flex;
+
+    fn ramp(dims: [usize; 5]) -> Tensor<B, 5> {
+        let n: usize = dims.iter().product();
+        let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        Tensor::from_data(TensorData::new(values, dims), &Default::default())
+    }
+
+    #[test]
+    fn vae_tokens_take_the_latent_frame_of_each_token_and_stack_its_cells() {
+        // 17 frames → 5 latent frames of 8×8; the encoder grid of stride 4: 3 tokens in time
+        // (pixel frames 0, 8, 16 → latent frames 0, 2, 4), 4×4 in space (2×2 cells each).
+        let dims = [2, 3, 5, 8, 8];
+        let lat = ramp(dims);
+        let grid = SemanticGrid {
+            t: 3,
+            h: 4,
+            w: 4,
+            stride: 4,
+        };
+        let out = vae_semantic_grid(lat.clone(), 17, grid).unwrap();
+        assert_eq!(out.dims(), [2, 12, 3, 4, 4]);
+        let o = out.into_data().to_vec::<f32>().unwrap();
+        let l = lat.into_data().to_vec::<f32>().unwrap();
+        let at = |v: &[f32], d: [usize; 5], i: [usize; 5]| {
+            v[(((i[0] * d[1] + i[1]) * d[2] + i[2]) * d[3] + i[3]) * d[4] + i[4]]
+        };
+        for n in 0..2 {
+            for c in 0..3 {
+                for (k, f) in [0, 2, 4].into_iter().enumerate() {
+                    for y in 0..8 {
+                        for x in 0..8 {
+                            let ch = c * 4 + (y % 2) * 2 + x % 2;
+                            assert_eq!(
+                                at(&o, [2, 12, 3, 4, 4], [n, ch, k, y / 2, x / 2]),
+                                at(&l, dims, [n, c, f, y, x])
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vae_tokens_refuse_a_grid_that_does_not_tile() {
+        let grid = SemanticGrid {
+            t: 3,
+            h: 3,
+            w: 4,
+            stride: 4,
+        };
+        let e = vae_semantic_grid(ramp([1, 2, 5, 8, 8]), 17, grid).unwrap_err();
+        assert!(e.contains("does not tile"), "{e}");
+    }
+
+    #[test]
+    fn a_cached_pool_reads_back_exactly_and_a_corrupt_one_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.safetensors");
+        let pool = FeaturePool::<B> {
+            latents: Some(ramp([2, 2, 1, 2, 2]) / 7.0),
+            features: ramp([2, 3, 1, 1, 2]) * -0.5,
+            text: Tensor::from_data(
+                TensorData::new(vec![0.25f32, -1.0, 3.5, 1e-3], [2, 1, 2]),
+                &Default::default(),
+            ),
+            captions: vec!["a red circle".into(), "a blue ring".into()],
+        };
+        pool.write(&path).unwrap();
+        let back = FeaturePool::<B>::read(&path, &Default::default()).unwrap();
+        assert_eq!(back.captions, pool.captions);
+        let same = |a: &Tensor<B, 5>, b: &Tensor<B, 5>| {
+            a.to_data().to_vec::<f32>().unwrap() == b.to_data().to_vec::<f32>().unwrap()
+                && a.dims() == b.dims()
+        };
+        assert!(same(
+            back.latents.as_ref().unwrap(),
+            pool.latents.as_ref().unwrap()
+        ));
+        assert!(same(&back.features, &pool.features));
+        assert_eq!(
+            back.text.to_data().to_vec::<f32>().unwrap(),
+            pool.text.to_data().to_vec::<f32>().unwrap()
+        );
+        std::fs::write(&path, b"not a pool").unwrap();
+        assert!(FeaturePool::<B>::read(&path, &Default::default()).is_none());
     }
 }

@@ -22,6 +22,41 @@ pub enum BenchCommand {
     /// One measurement of `vae-memory` (run by it, in a fresh process).
     #[command(hide = true)]
     VaeMemoryRun(VaeMemoryRunArgs),
+    /// Time and peak memory of one refiner denoising step per latent frame, 1× to 16× the
+    /// training length, temporal windows vs full attention (one process each).
+    RefinerScaling(RefinerScalingArgs),
+    /// One measurement of `refiner-scaling` (run by it, in a fresh process).
+    #[command(hide = true)]
+    RefinerScalingRun(RefinerScalingRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RefinerScalingArgs {
+    /// Lengths as multiples of the 17-frame training clip (16·m + 1 frames).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub multiples: Vec<usize>,
+    /// The refiner whose architecture is measured (its weights do not change the cost).
+    #[arg(long, default_value = "checkpoints/shapes-small/refiner.safetensors")]
+    pub refiner: PathBuf,
+    /// Timed forwards per point (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Write the table (Markdown) here as well as printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RefinerScalingRunArgs {
+    #[arg(long)]
+    pub multiple: usize,
+    /// Temporal window in latent frames; 0 = full attention.
+    #[arg(long)]
+    pub window: usize,
+    #[arg(long)]
+    pub refiner: PathBuf,
+    #[arg(long)]
+    pub repeats: usize,
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +89,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::VaeMemory(a) => vae_memory(a),
         BenchCommand::VaeMemoryRun(a) => vae_memory_run(a),
+        BenchCommand::RefinerScaling(a) => refiner_scaling(a),
+        BenchCommand::RefinerScalingRun(a) => refiner_scaling_run(a),
     }
 }
 
@@ -171,6 +208,131 @@ fn vae_memory(a: VaeMemoryArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(","),
         a.size
+    );
+    println!("{text}");
+    if let Some(path) = a.out {
+        semgen_core::checkpoint::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn refiner_scaling_run(a: RefinerScalingRunArgs) -> Result<()> {
+    use semgen_refiner::refiner::{Refiner, RefinerConfig, SemanticInput};
+    type B = burn::backend::Flex;
+    let device = Default::default();
+    let (_, trained): (Refiner<B>, RefinerConfig) =
+        semgen_pipeline::model::load_own(&a.refiner, "refiner", |c: &RefinerConfig| {
+            c.init::<B>(&device)
+        })
+        .with_context(|| format!("loading {}", a.refiner.display()))?;
+    let mut config = trained.clone();
+    config.dit = config
+        .dit
+        .clone()
+        .with_attn_window((a.window > 0).then_some(a.window));
+    let refiner = config.init::<B>(&device)?;
+    // A 16·m + 1 frame 64×64 clip: 4m + 1 latent frames of 8×8 and (sampled every 4th frame,
+    // temporal patch 2) 2m + 1 semantic frames of 4×4.
+    let (f, t) = (4 * a.multiple + 1, 2 * a.multiple + 1);
+    let z = config.dit.in_channels;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut normal = |dims: Vec<usize>| {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        TensorData::new(v, dims)
+    };
+    let x = Tensor::<B, 5>::from_data(normal(vec![1, z, f, 8, 8]), &device);
+    let text = Tensor::<B, 3>::from_data(normal(vec![1, 32, config.dit.text_dim]), &device);
+    let sem = config
+        .has_semantic()
+        .then(|| Tensor::<B, 5>::from_data(normal(vec![1, config.semantic_dim, t, 4, 4]), &device));
+    let layout = refiner.layout([f, 8, 8], sem.as_ref().map(|_| [t, 4, 4]), &device)?;
+    let step = || {
+        let s = match &sem {
+            Some(z) => SemanticInput::tokens(z.clone()),
+            None => SemanticInput::None,
+        };
+        let ts = Tensor::<B, 1>::from_data(TensorData::new(vec![500f32], [1]), &device);
+        let out = refiner.forward(x.clone(), ts, text.clone(), s, &layout);
+        out.into_data().to_vec::<f32>().map(|v| v[0]).unwrap_or(0.0)
+    };
+    step();
+    let mut times = Vec::new();
+    for _ in 0..a.repeats.max(1) {
+        let start = Instant::now();
+        std::hint::black_box(step());
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "latent_frames {f} tokens {} seconds {:.5} peak_rss_kib {}",
+        layout.main_tokens + sem.as_ref().map_or(0, |_| t * 16),
+        times[times.len() / 2],
+        peak_rss_kib()?
+    );
+    Ok(())
+}
+
+fn refiner_scaling(a: RefinerScalingArgs) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let run = |m: usize, window: usize| -> Result<(f64, f64, f64, f64)> {
+        let out = Command::new(&exe)
+            .args(["bench", "refiner-scaling-run", "--multiple", &m.to_string()])
+            .args([
+                "--window",
+                &window.to_string(),
+                "--repeats",
+                &a.repeats.to_string(),
+            ])
+            .arg("--refiner")
+            .arg(&a.refiner)
+            .output()?;
+        if !out.status.success() {
+            bail!("{m}x: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| -> Result<f64> {
+            let mut it = text.split_whitespace();
+            while let Some(w) = it.next() {
+                if w == name {
+                    return Ok(it.next().context("value")?.parse()?);
+                }
+            }
+            bail!("no {name} in '{text}'")
+        };
+        Ok((
+            field("latent_frames")?,
+            field("tokens")?,
+            field("seconds")?,
+            field("peak_rss_kib")?,
+        ))
+    };
+    let mut table = String::from(
+        "| length | frames | latent frames | tokens | window 4: ms / latent frame | vs 1× | peak RSS (MiB) | vs 1× | full: ms / latent frame | vs 1× | peak RSS (MiB) | vs 1× |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut base: Option<[f64; 4]> = None;
+    for &m in &a.multiples {
+        let (f, tokens, ws, wk) = run(m, 4)?;
+        let (_, _, fs, fk) = run(m, 0)?;
+        let (wpf, fpf) = (1e3 * ws / f, 1e3 * fs / f);
+        let b = *base.get_or_insert([wpf, wk, fpf, fk]);
+        table += &format!(
+            "| {m}× | {} | {f} | {tokens} | {wpf:.2} | {:.2}× | {:.1} | {:.2}× | {fpf:.2} | {:.2}× | {:.1} | {:.2}× |\n",
+            16 * m + 1,
+            wpf / b[0],
+            wk / 1024.0,
+            wk / b[1],
+            fpf / b[2],
+            fk / 1024.0,
+            fk / b[3],
+        );
+    }
+    let text = format!(
+        "One denoising step of the refiner (the architecture of `{}`, random weights, batch 1, \
+         64×64 frames, semantic tokens in context), CPU (Flex), median of {} forwards after a \
+         warm-up, one process per point; `cargo xtask bench refiner-scaling`:\n\n{table}",
+        a.refiner.display(),
+        a.repeats
     );
     println!("{text}");
     if let Some(path) = a.out {

@@ -278,3 +278,89 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Options of `cargo xtask probe-encoder`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProbeArgs {
+    /// A `semantic_encoder.safetensors` checkpoint.
+    #[arg(
+        long,
+        default_value = "checkpoints/shapes-small/semantic_encoder.safetensors"
+    )]
+    pub encoder: PathBuf,
+    /// Objects per probe clip: 1 makes every attribute label well posed (the default); 2 is
+    /// the training distribution, where the label is the *first* object's attribute, which a
+    /// pooled feature of two objects cannot single out (the protocol of `train encoder`).
+    #[arg(long, default_value_t = 1)]
+    pub objects: usize,
+    /// Training-split clips the probes are fitted on.
+    #[arg(long, default_value_t = 1024)]
+    pub fit: usize,
+    /// Validation-split clips they are tested on.
+    #[arg(long, default_value_t = 256)]
+    pub val: usize,
+    #[arg(long, default_value_t = 4)]
+    pub frame_stride: usize,
+    /// Also write the accuracies (JSON) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Pooled encoder features `[n, d]` (row-major) and labels of clips `0..n` of a split.
+fn pooled_features(
+    vision: &semgen_encoder::qwen_vision::QwenVision<Inner>,
+    world: &ShapesWorld,
+    split: Split,
+    n: usize,
+    stride: usize,
+) -> Result<(Vec<f32>, Vec<[usize; 6]>)> {
+    let device = Default::default();
+    let (mut feats, mut labs) = (Vec::new(), Vec::new());
+    for first in (0..n).step_by(32) {
+        let b = 32.min(n - first);
+        let (clips, meta) = load_batch::<Inner>(world, split, first as u64, b, stride, &device)?;
+        let grid = vision.encode_clip(clips)?;
+        feats.extend(
+            pool_grid(grid.features)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap_or_default(),
+        );
+        labs.extend(meta.iter().map(labels));
+    }
+    Ok((feats, labs))
+}
+
+/// Linear probes (closed-form ridge on pooled features) of a trained semantic encoder.
+pub fn probe(args: ProbeArgs) -> Result<()> {
+    let device = Default::default();
+    let (vision, config) = semgen_pipeline::model::load_vision::<Inner>(&args.encoder, &device)
+        .with_context(|| format!("loading {}", args.encoder.display()))?;
+    let world = ShapesWorld::new(WorldConfig {
+        max_objects: args.objects,
+        ..WorldConfig::default()
+    })?;
+    let start = std::time::Instant::now();
+    let (fx, fy) = pooled_features(&vision, &world, Split::Train, args.fit, args.frame_stride)?;
+    let (vx, vy) = pooled_features(&vision, &world, Split::Val, args.val, args.frame_stride)?;
+    let d = config.out_hidden_size;
+    let mut row = serde_json::json!({
+        "encoder": args.encoder,
+        "objects_per_clip": args.objects,
+        "fit_clips": args.fit,
+        "val_clips": args.val,
+    });
+    for (a, (name, classes)) in ATTRIBUTES.iter().enumerate() {
+        let ty: Vec<usize> = fy.iter().map(|l| l[a]).collect();
+        let vyy: Vec<usize> = vy.iter().map(|l| l[a]).collect();
+        let acc = linear_probe_accuracy(&fx, &ty, &vx, &vyy, d, *classes, 1.0);
+        row[format!("probe_{name}")] = serde_json::json!(acc);
+    }
+    row["seconds"] = serde_json::json!(start.elapsed().as_secs_f64());
+    let text = serde_json::to_string_pretty(&row)?;
+    println!("{text}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, text)?;
+    }
+    Ok(())
+}

@@ -3,7 +3,8 @@
 //! grammar, and of stories (`--segments S`).
 //!
 //! `--source real` conditions the refiner on `z_sem` of the real test clip (encoder → MLP)
-//! instead of stage 1's sample: the Fig. 4 analogue of the paper.
+//! instead of stage 1's sample: the Fig. 4 analogue of the paper. `--source vae` skips both
+//! diffusion stages (the real clip through the VAE's encoder and decoder): the ceiling.
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
@@ -25,7 +26,8 @@ pub struct EvalArgs {
     /// Segments per prompt (1 = 17-frame clips; S > 1 = stories of 16·S + 1 frames).
     #[arg(long, default_value_t = 1)]
     pub segments: usize,
-    /// `generated` (text → stage 1 → stage 2) or `real` (z_sem of the real clip → stage 2).
+    /// `generated` (text → stage 1 → stage 2), `real` (z_sem of the real clip → stage 2) or
+    /// `vae` (the real clip encoded and decoded by the VAE: the ceiling of the other two).
     #[arg(long, default_value = "generated")]
     pub source: String,
     #[arg(long)]
@@ -73,10 +75,17 @@ impl BackendTask for Eval {
                 "generated" => model.generate(&req, &mut |_, _| {})?.latents,
                 "real" => {
                     let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
-                    let z = model.encoder.encode(x)?;
+                    let z = model.encode_clip(x)?;
                     model.refine(&req, Some(z), &mut |_, _| {})?
                 }
-                other => anyhow::bail!("--source must be 'generated' or 'real', not '{other}'"),
+                // The ceiling of every other source: the real clip through the VAE alone.
+                "vae" => {
+                    let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
+                    model.vae.normalize(model.vae.encode(x)?)
+                }
+                other => {
+                    anyhow::bail!("--source must be 'generated', 'real' or 'vae', not '{other}'")
+                }
             };
             let video = model.decode(latents)?;
             if let Some(dir) = &a.gifs {

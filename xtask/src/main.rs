@@ -5,14 +5,18 @@
 //! - `data preview --count N --out DIR [--long] [--split S] [--seed S]`: write Shapes clips as
 //!   GIFs, PNG frames, captions and a contact sheet;
 //! - `train encoder [...]`: Shapes pretraining of the semantic encoder;
+//! - `probe-encoder [--encoder FILE] [--objects 1]`: its linear probes on one-object clips;
 //! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips;
 //! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages;
-//! - `bench vae-memory [--frames 17,65,257] [--size 128]`: peak memory of streaming decode.
+//! - `bench vae-memory [--frames 17,65,257] [--size 128]`: peak memory of streaming decode;
+//! - `experiment convergence|compression|noise-aug|long-video|low-fps [--quick]`: the paper's
+//!   claims at Shapes scale (CSV, PNG and a Markdown table under docs/results/).
 
 mod bench;
 mod data;
 mod encoder;
 mod eval;
+mod experiment;
 mod parity;
 mod stages;
 mod vae;
@@ -42,6 +46,10 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Reconstruction PSNR of a VAE checkpoint on Shapes validation clips.
     EvalVae(eval::VaeEvalArgs),
+    /// Linear probes of a trained semantic encoder on one-object (or training-like) clips.
+    ProbeEncoder(encoder::ProbeArgs),
+    /// Reproduce one of the paper's claims at Shapes scale (docs/results.md).
+    Experiment(experiment::ExperimentArgs),
     /// Train a component.
     Train {
         #[command(subcommand)]
@@ -69,6 +77,8 @@ fn main() {
         Command::Data(args) => data::run(args),
         Command::Eval(args) => eval::run(args),
         Command::EvalVae(args) => eval::run_vae(args),
+        Command::Experiment(args) => experiment::run(args),
+        Command::ProbeEncoder(args) => encoder::probe(args),
         Command::Train { component } => match component {
             TrainCommand::Encoder(args) => encoder::train(args),
             TrainCommand::Vae(args) => vae::train(args),

@@ -1,0 +1,1530 @@
+//! `cargo xtask experiment NAME [--quick]`: the paper's claims measured at Shapes scale
+//! (issue 9). Each experiment trains what it compares from scratch (under
+//! `runs/experiments/stage{1,2}-<hash of the config>/`, so a run finished by one experiment
+//! serves every other that needs the same config), assembles model folders under
+//! `runs/experiments/NAME/`,
+//! evaluates it on held-out prompts, and writes `docs/results/NAME.csv` (every measured row),
+//! `NAME.png` (the plot) and `NAME.md` (the table quoted in docs/results.md).
+//!
+//! Every arm starts from the same frozen VAE, semantic encoder and text encoder (those of
+//! `--model`, the shipped model by default) and the same feature pool (cached under
+//! `runs/experiments/pool-cache`), with the shipped stage configs
+//! (`configs/shapes-small/*.toml`) and only the compared setting changed. `--quick` shrinks the
+//! pool, the steps and the prompts so that each experiment finishes on the 2-core CPU within
+//! 30 minutes; the full preset is meant for a GPU.
+//!
+//! Quality is measured by the Shapes oracle (colour, motion, shape, background hit rates on the
+//! prompts) and by a Fréchet distance between generated and real clips in the space of the
+//! frozen semantic encoder's pooled features (FVD-style; semgen's encoder stands in for I3D).
+//! The VBench-style metrics of the long-video experiment use the same encoder per frame for
+//! subject consistency and colour histograms for background consistency.
+
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use semgen_core::device::DeviceSpec;
+use semgen_core::train::{TrainTask, Trainer};
+use semgen_data::{videos_to_tensor, Clip, ShapesWorld, Split, Video, WorldConfig};
+use semgen_encoder::compressor::{Compressor, CompressorConfig};
+use semgen_encoder::train::pool_grid;
+use semgen_eval::metrics::{frechet_distance, MetricSuite};
+use semgen_eval::oracle::HitRates;
+use semgen_eval::{FrameFeatures, MetricError};
+use semgen_pipeline::backend::{dispatch_autodiff, AutodiffTask};
+use semgen_pipeline::model::{
+    load_own, SemanticEncoder, SemgenModel, COMPRESSOR_FILE, ENCODER_FILE, REFINER_FILE,
+    SEMANTIC_FILE, SETTINGS_FILE, TEXT_FILE, TOKENIZER_FILE, VAE_FILE,
+};
+use semgen_pipeline::pipeline::GenerateRequest;
+use semgen_pipeline::train::{
+    read_toml, Frozen, RefinerTask, RefinerTrainConfig, SemanticSource, SemanticTask,
+    SemanticTrainConfig,
+};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Experiment {
+    /// Paper Fig. 9: stage 1 in compressed semantic space vs compressed VAE space.
+    Convergence,
+    /// Paper Table 3: the MLP's output width (no compression, 16, 8).
+    Compression,
+    /// Stage 2 trained with and without noise on z_sem, evaluated on generated z_sem.
+    NoiseAug,
+    /// Paper Table 2: SemanticGen vs Base-CT-Swin on 8- and 16-segment stories, ΔM_drift.
+    LongVideo,
+    /// Paper Fig. 14: a one-frame background flash between the sparse semantic samples.
+    LowFps,
+}
+
+impl Experiment {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Convergence => "convergence",
+            Self::Compression => "compression",
+            Self::NoiseAug => "noise-aug",
+            Self::LongVideo => "long-video",
+            Self::LowFps => "low-fps",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExperimentArgs {
+    pub name: Experiment,
+    /// The preset that fits the 2-core CPU (≤ 30 min each); without it, the GPU-sized preset.
+    #[arg(long)]
+    pub quick: bool,
+    /// Model folder whose VAE, semantic encoder and text encoder every arm starts from (and
+    /// the model `low-fps` probes).
+    #[arg(long, default_value = "checkpoints/shapes-small")]
+    pub model: PathBuf,
+    /// Folder of the stage configs the arms start from.
+    #[arg(long, default_value = "configs/shapes-small")]
+    pub configs: PathBuf,
+    /// Where the CSV, PNG and Markdown go.
+    #[arg(long, default_value = "docs/results")]
+    pub out: PathBuf,
+    /// Where the training runs go.
+    #[arg(long, default_value = "runs/experiments")]
+    pub runs: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// Sizes of one preset.
+#[derive(Debug, Clone)]
+struct Preset {
+    /// Training clips in the feature pool.
+    pool: usize,
+    refiner_steps: u64,
+    semantic_steps: u64,
+    /// Stage-1 steps at which `convergence` evaluates.
+    milestones: Vec<u64>,
+    /// Held-out prompts per evaluation.
+    prompts: u64,
+    /// Euler steps per stage when sampling.
+    sample_steps: usize,
+    /// Stories per length in `long-video`.
+    stories: u64,
+}
+
+impl Preset {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                pool: 256,
+                refiner_steps: 400,
+                semantic_steps: 400,
+                milestones: vec![50, 100, 200, 400],
+                prompts: 24,
+                sample_steps: 10,
+                stories: 2,
+            }
+        } else {
+            Self {
+                pool: 1024,
+                refiner_steps: 2000,
+                semantic_steps: 2000,
+                milestones: vec![125, 250, 500, 1000, 2000],
+                prompts: 100,
+                sample_steps: 20,
+                stories: 8,
+            }
+        }
+    }
+}
+
+pub fn run(args: ExperimentArgs) -> Result<()> {
+    let device = args.device;
+    dispatch_autodiff(device, Job(args))?
+}
+
+struct Job(ExperimentArgs);
+
+impl AutodiffTask for Job {
+    type Output = Result<()>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
+        let ctx = Ctx::<B>::new(self.0, device)?;
+        let start = Instant::now();
+        let out = match ctx.args.name {
+            Experiment::Convergence => convergence(&ctx)?,
+            Experiment::Compression => compression(&ctx)?,
+            Experiment::NoiseAug => noise_aug(&ctx)?,
+            Experiment::LongVideo => long_video(&ctx)?,
+            Experiment::LowFps => low_fps(&ctx)?,
+        };
+        ctx.write(out, start.elapsed().as_secs_f64())
+    }
+}
+
+/// What an experiment hands back to be written.
+struct Output {
+    /// CSV header and rows.
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+    /// Markdown: the table(s) and the numbers the reading needs.
+    markdown: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared machinery: configs, training, assembling, evaluating
+// ---------------------------------------------------------------------------------------------
+
+struct Ctx<B: AutodiffBackend> {
+    args: ExperimentArgs,
+    preset: Preset,
+    device: B::Device,
+    dir: PathBuf,
+    refiner_base: RefinerTrainConfig,
+    semantic_base: SemanticTrainConfig,
+    /// Frozen models per semantic source (the VAE-sourced pool differs).
+    frozen: Frozen<B::InnerBackend>,
+    world: ShapesWorld,
+}
+
+impl<B: AutodiffBackend> Ctx<B> {
+    fn new(args: ExperimentArgs, device: B::Device) -> Result<Self> {
+        let preset = Preset::new(args.quick);
+        let dir = args.runs.join(args.name.name());
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut refiner_base: RefinerTrainConfig = read_toml(&args.configs.join("refiner.toml"))?;
+        let mut semantic_base: SemanticTrainConfig =
+            read_toml(&args.configs.join("semantic.toml"))?;
+        for inputs in [&mut refiner_base.inputs, &mut semantic_base.inputs] {
+            inputs.vae = args.model.join(VAE_FILE);
+            inputs.encoder = args.model.clone();
+            inputs.pool_cache = Some(args.runs.join("pool-cache"));
+        }
+        for (data, train) in [
+            (&mut refiner_base.data, &mut refiner_base.train),
+            (&mut semantic_base.data, &mut semantic_base.train),
+        ] {
+            data.pool = preset.pool;
+            train.warmup = train.warmup.min(preset.milestones[0]);
+        }
+        refiner_base.train.steps = preset.refiner_steps;
+        semantic_base.train.steps = preset.semantic_steps;
+        // Only the final export matters (stage 1 exports at its milestones itself).
+        refiner_base.train.checkpoint_every = preset.refiner_steps;
+        semantic_base.train.checkpoint_every = preset.semantic_steps;
+        // Stage 1 is evaluated at milestones along one schedule: the raw weights, so that an
+        // early milestone is not mostly the EMA's initial weights.
+        semantic_base.train.ema = None;
+        let frozen = Frozen::<B::InnerBackend>::load(
+            &refiner_base.inputs,
+            refiner_base.data.text_len,
+            &device,
+        )
+        .with_context(|| format!("loading the frozen models of {}", args.model.display()))?;
+        Ok(Self {
+            args,
+            preset,
+            device,
+            dir,
+            refiner_base,
+            semantic_base,
+            frozen,
+            world: ShapesWorld::new(WorldConfig::default())?,
+        })
+    }
+
+    /// Trains stage 2 (refiner + MLP) unless a finished run of this exact config exists, and
+    /// returns its folder: `runs/experiments/stage2-<key>`, the key being 12 hex digits of the
+    /// SHA-256 of the config's TOML (`done.toml` in the folder), so experiments share the arms
+    /// they have in common (the shipped recipe is an arm of several).
+    fn refiner(&self, config: &RefinerTrainConfig) -> Result<PathBuf> {
+        let text = toml::to_string(config)?;
+        let dir = self.args.runs.join(format!("stage2-{}", key(&text)));
+        let dir = dir.as_path();
+        let marker = dir.join("done.toml");
+        if std::fs::read_to_string(&marker).ok().as_deref() == Some(text.as_str()) {
+            println!("reusing {}", dir.display());
+            return Ok(dir.to_path_buf());
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        println!(
+            "training stage 2 into {} ({} steps)",
+            dir.display(),
+            config.train.steps
+        );
+        let (task, model) = RefinerTask::<B>::new(config.clone(), &self.frozen, &self.device)?;
+        let mut trainer = Trainer::new(model, config.train.clone())?;
+        let s = trainer.run(&task, dir, &AtomicBool::new(false), false)?;
+        println!(
+            "  {} steps in {:.0} s, last loss {:.4}",
+            s.steps_run, s.seconds, s.last_loss
+        );
+        std::fs::write(marker, text)?;
+        Ok(dir.to_path_buf())
+    }
+
+    /// Trains stage 1 on the MLP of `config.inputs.refiner`, exporting the raw weights into
+    /// `runs/experiments/stage1-<key>/step-M` (key as for [`Ctx::refiner`]) at each milestone
+    /// `M` and calling `at(M, that folder, mean loss since the last milestone)`. When every
+    /// milestone is already there (a `done.toml` of this config in each), nothing is trained.
+    /// Milestones do not change the training (one schedule of `config.train.steps`), so runs
+    /// with other milestones share the folder.
+    fn semantic(
+        &self,
+        config: &SemanticTrainConfig,
+        milestones: &[u64],
+        at: &mut dyn FnMut(u64, &Path, f64) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let text = toml::to_string(config)?;
+        let dir = self.args.runs.join(format!("stage1-{}", key(&text)));
+        let dir = dir.as_path();
+        let marker = |m: u64| dir.join(format!("step-{m}")).join("done.toml");
+        let all_done = milestones
+            .iter()
+            .all(|&m| std::fs::read_to_string(marker(m)).ok().as_deref() == Some(text.as_str()));
+        if all_done {
+            println!("reusing {}", dir.display());
+            for &m in milestones {
+                let loss = std::fs::read_to_string(dir.join(format!("step-{m}")).join("loss"))?
+                    .trim()
+                    .parse()?;
+                at(m, &dir.join(format!("step-{m}")), loss)?;
+            }
+            return Ok(dir.to_path_buf());
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        let refiner_dir = config
+            .inputs
+            .refiner
+            .clone()
+            .context("stage 1 needs the refiner run whose MLP it generates for")?;
+        let inner = self.device.clone();
+        let (compressor, _): (Compressor<B::InnerBackend>, CompressorConfig) =
+            load_own::<B::InnerBackend, CompressorConfig, _>(
+                &refiner_dir.join(COMPRESSOR_FILE),
+                "compressor",
+                |c| c.init(&inner),
+            )?;
+        println!(
+            "training stage 1 into {} ({} steps)",
+            dir.display(),
+            config.train.steps
+        );
+        let (task, model) =
+            SemanticTask::<B>::new(config.clone(), &self.frozen, &compressor, &self.device)?;
+        let mut trainer = Trainer::new(model, config.train.clone())?;
+        let start = Instant::now();
+        for &m in milestones {
+            let (mut sum, mut n) = (0.0, 0u64);
+            while trainer.step < m {
+                sum += trainer.train_step(&task)?;
+                n += 1;
+            }
+            let step_dir = dir.join(format!("step-{m}"));
+            std::fs::create_dir_all(&step_dir)?;
+            task.export(&trainer.export_weights(), &step_dir, m)?;
+            let loss = sum / n.max(1) as f64;
+            println!(
+                "  step {m}: loss {loss:.4} ({:.0} s)",
+                start.elapsed().as_secs_f64()
+            );
+            std::fs::write(step_dir.join("loss"), format!("{loss}"))?;
+            std::fs::write(marker(m), &text)?;
+            at(m, &step_dir, loss)?;
+        }
+        Ok(dir.to_path_buf())
+    }
+
+    /// A loadable model folder from a refiner run and (unless a baseline) a stage-1 export,
+    /// with the frozen encoders of `--model`.
+    fn assemble(&self, refiner: &Path, semantic: Option<&Path>, out: &Path) -> Result<PathBuf> {
+        self.assemble_from(refiner, semantic, out, SemanticSource::Encoder)
+    }
+
+    fn assemble_from(
+        &self,
+        refiner: &Path,
+        semantic: Option<&Path>,
+        out: &Path,
+        source: SemanticSource,
+    ) -> Result<PathBuf> {
+        std::fs::create_dir_all(out)?;
+        let copy = |from: &Path, name: &str| -> Result<()> {
+            std::fs::copy(from.join(name), out.join(name))
+                .with_context(|| format!("copying {}", from.join(name).display()))?;
+            Ok(())
+        };
+        for name in [VAE_FILE, REFINER_FILE, COMPRESSOR_FILE] {
+            copy(refiner, name)?;
+        }
+        for name in [ENCODER_FILE, TEXT_FILE, TOKENIZER_FILE] {
+            copy(&self.args.model, name)?;
+        }
+        let _ = std::fs::remove_file(out.join(SEMANTIC_FILE));
+        if let Some(s) = semantic {
+            copy(s, SEMANTIC_FILE)?;
+        }
+        let mut settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            self.args.model.join(SETTINGS_FILE),
+        )?)?;
+        if let Some(o) = settings.as_object_mut() {
+            o.remove("semantic_source");
+            if !source.is_encoder() {
+                o.insert("semantic_source".into(), serde_json::to_value(source)?);
+            }
+            o.insert(
+                "provenance".into(),
+                serde_json::json!({"experiment": self.args.name.name(), "refiner_run": refiner, "semantic_run": semantic}),
+            );
+        }
+        std::fs::write(
+            out.join(SETTINGS_FILE),
+            serde_json::to_string_pretty(&settings)?,
+        )?;
+        Ok(out.to_path_buf())
+    }
+
+    fn load(&self, dir: &Path) -> Result<SemgenModel<B::InnerBackend>> {
+        let inner = self.device.clone();
+        SemgenModel::load(dir, &inner).with_context(|| format!("loading {}", dir.display()))
+    }
+
+    /// Samples the held-out prompts `0..count` (stories of `segments` when > 1), conditioned
+    /// on stage 1's `z_sem` (or, with `real`, on the real clip's), and decodes them.
+    fn sample(
+        &self,
+        model: &SemgenModel<B::InnerBackend>,
+        count: u64,
+        segments: usize,
+        real: bool,
+    ) -> Result<Vec<(Clip, Video)>> {
+        let device = model.vae.quant_conv.weight.device();
+        let mut out = Vec::new();
+        for i in 0..count {
+            let clip = if segments > 1 {
+                self.world.story(Split::Test, i, segments)?
+            } else {
+                self.world.clip(Split::Test, i)?
+            };
+            let mut req = GenerateRequest::defaults(model, clip.prompt().segment_captions(), i);
+            req.frames = clip.video.frames();
+            req.semantic.steps = self.preset.sample_steps;
+            req.refiner.steps = self.preset.sample_steps;
+            model.check(&req)?;
+            let latents = if real {
+                let x = videos_to_tensor(&[clip.video.clone()], &device)?;
+                let z = model.encode_clip(x)?;
+                model.refine(&req, Some(z), &mut |_, _| {})?
+            } else {
+                model.generate(&req, &mut |_, _| {})?.latents
+            };
+            let video = model.decode(latents)?;
+            out.push((clip, video));
+        }
+        Ok(out)
+    }
+
+    /// The pool's real `z_sem` tokens in stage 1's standardised space (one 8-d sample per token).
+    fn real_z_tokens(&self, config: &SemanticTrainConfig) -> Result<Vec<Vec<f32>>> {
+        let refiner_dir = config
+            .inputs
+            .refiner
+            .clone()
+            .context("stage 1 needs a refiner")?;
+        let (compressor, _): (Compressor<B::InnerBackend>, CompressorConfig) =
+            load_own::<B::InnerBackend, CompressorConfig, _>(
+                &refiner_dir.join(COMPRESSOR_FILE),
+                "compressor",
+                |c| c.init(&self.device),
+            )?;
+        let (task, _) =
+            SemanticTask::<B>::new(config.clone(), &self.frozen, &compressor, &self.device)?;
+        Ok(tokens_of(task.z_sem()))
+    }
+
+    /// Stage 1's samples for held-out prompts `0..count`, in its standardised space, as tokens.
+    fn planned_tokens(
+        &self,
+        model: &SemgenModel<B::InnerBackend>,
+        count: u64,
+    ) -> Result<Vec<Vec<f32>>> {
+        let semantic = model.semantic.as_ref().context("no stage 1")?;
+        let mut out = Vec::new();
+        for i in 0..count {
+            let clip = self.world.clip(Split::Test, i)?;
+            let mut req = GenerateRequest::defaults(model, vec![clip.caption()], i);
+            req.semantic.steps = self.preset.sample_steps;
+            let z = model.plan(&req, &mut |_, _| {})?;
+            out.extend(tokens_of(semantic.config.to_model_space(z)));
+        }
+        Ok(out)
+    }
+
+    /// Oracle hit rates and the Fréchet distance to the real clips in encoder space.
+    fn score(
+        &self,
+        model: &SemgenModel<B::InnerBackend>,
+        clips: &[(Clip, Video)],
+    ) -> Result<Score> {
+        let mut hits = Vec::new();
+        let (mut fake, mut real) = (Vec::new(), Vec::new());
+        for (clip, video) in clips {
+            hits.push(semgen_eval::evaluate(video, &clip.prompt())?.hits);
+            fake.push(clip_feature(&model.encoder, video, &self.device)?);
+            real.push(clip_feature(&model.encoder, &clip.video, &self.device)?);
+        }
+        Ok(Score {
+            hits: HitRates::mean(&hits),
+            fd: frechet_distance(&fake, &real)?,
+        })
+    }
+
+    fn write(&self, out: Output, seconds: f64) -> Result<()> {
+        let name = self.args.name.name();
+        std::fs::create_dir_all(&self.args.out)?;
+        let mut csv = out.header.join(",");
+        csv.push('\n');
+        for row in &out.rows {
+            csv.push_str(&row.join(","));
+            csv.push('\n');
+        }
+        let csv_path = self.args.out.join(format!("{name}.csv"));
+        atomic_write(&csv_path, csv.as_bytes())?;
+        let mut md = String::new();
+        let mut command = format!("cargo xtask experiment {name}");
+        if self.args.quick {
+            command += " --quick";
+        }
+        if self.args.model != Path::new("checkpoints/shapes-small") {
+            command += &format!(" --model {}", self.args.model.display());
+        }
+        writeln!(
+            md,
+            "Command: `{command}` ({}, {:.1} min on {}).",
+            self.args.device,
+            seconds / 60.0,
+            hardware()
+        )?;
+        writeln!(md)?;
+        md.push_str(&out.markdown);
+        atomic_write(&self.args.out.join(format!("{name}.md")), md.as_bytes())?;
+        println!("{md}");
+        println!(
+            "wrote {} and {name}.png, {name}.md beside it",
+            csv_path.display()
+        );
+        Ok(())
+    }
+
+    fn png(&self) -> PathBuf {
+        self.args.out.join(format!("{}.png", self.args.name.name()))
+    }
+}
+
+/// 12 hex digits of the SHA-256 of a run's config text.
+fn key(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    hits: HitRates,
+    fd: f64,
+}
+
+impl Score {
+    fn mean_hits(&self) -> f64 {
+        let h = &self.hits;
+        (h.colour + h.motion + h.shape + h.background) / 4.0
+    }
+    fn cells(&self) -> Vec<String> {
+        let h = &self.hits;
+        [
+            h.colour,
+            h.motion,
+            h.shape,
+            h.background,
+            self.mean_hits(),
+            self.fd,
+        ]
+        .iter()
+        .map(|v| format!("{v:.4}"))
+        .collect()
+    }
+}
+
+const SCORE_HEADER: [&str; 6] = ["colour", "motion", "shape", "background", "mean_hits", "fd"];
+
+fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn hardware() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores of {cpu}")
+}
+
+/// The encoder's pooled features of a clip (the FVD-style feature).
+fn clip_feature<B: Backend>(
+    enc: &SemanticEncoder<B>,
+    video: &Video,
+    device: &B::Device,
+) -> Result<Vec<f32>> {
+    let x = videos_to_tensor(&[video.clone()], device)?;
+    let pooled = pool_grid(enc.features(x)?);
+    Ok(pooled.into_data().to_vec::<f32>().unwrap_or_default())
+}
+
+/// Per-frame features from the semantic encoder (each frame as a still image), for the
+/// VBench-style consistency metrics.
+struct EncoderFrames<'a, B: Backend> {
+    enc: &'a SemanticEncoder<B>,
+    device: B::Device,
+}
+
+impl<B: Backend> FrameFeatures for EncoderFrames<'_, B> {
+    fn name(&self) -> String {
+        "semgen semantic encoder (pooled, per frame)".into()
+    }
+    fn features(&self, video: &Video) -> semgen_eval::metrics::Result<Vec<Vec<f32>>> {
+        let err = |e: String| MetricError::Extractor {
+            name: self.name(),
+            message: e,
+        };
+        let device = &self.device;
+        // Each frame as a still: repeated to the encoder's temporal patch of 2, as upstream
+        // does for images.
+        let frames: Vec<Video> = (0..video.frames())
+            .map(|t| video.select(&[t, t]))
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        let mut out = Vec::with_capacity(frames.len());
+        for chunk in frames.chunks(64) {
+            let x = videos_to_tensor(chunk, device).map_err(|e| err(e.to_string()))?;
+            let grid = self
+                .enc
+                .vision
+                .encode_clip(x)
+                .map_err(|e| err(e.to_string()))?;
+            let pooled = pool_grid(grid.features);
+            let d = pooled.dims()[1];
+            let values = pooled.into_data().to_vec::<f32>().unwrap_or_default();
+            out.extend(values.chunks(d).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+}
+
+/// `[N, d, t, h, w]` → one `d`-vector per token.
+fn tokens_of<B: Backend>(z: Tensor<B, 5>) -> Vec<Vec<f32>> {
+    let d = z.dims()[1];
+    let values = z
+        .permute([0, 2, 3, 4, 1])
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap_or_default();
+    values.chunks(d).map(<[f32]>::to_vec).collect()
+}
+
+fn cells(values: &[f64]) -> Vec<String> {
+    values.iter().map(|v| format!("{v:.4}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The experiments
+// ---------------------------------------------------------------------------------------------
+
+/// Paper Fig. 9 (§3.4 b): the same stage-2 recipe and the same small stage-1 DiT, trained from
+/// scratch for equal steps, once with the semantic encoder's features and once with the VAE's
+/// latents on the same token grid (both compressed by the MLP to 8 dims, so stage 1 sees the
+/// same token count and width). Quality vs stage-1 steps.
+fn convergence<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
+    let arms = [
+        ("semantic", SemanticSource::Encoder),
+        ("vae", SemanticSource::Vae),
+    ];
+    let mut rows = Vec::new();
+    let mut curves: Vec<Curve> = Vec::new();
+    for (name, source) in arms {
+        let mut r = ctx.refiner_base.clone();
+        r.data.semantic_source = source;
+        let rdir = ctx.refiner(&r)?;
+        let mut s = ctx.semantic_base.clone();
+        s.data.semantic_source = source;
+        s.inputs.refiner = Some(rdir.clone());
+        let mut curve = Vec::new();
+        let mut real_tokens: Option<Vec<Vec<f32>>> = None;
+        ctx.semantic(&s, &ctx.preset.milestones, &mut |step, sdir, loss| {
+            let mdir = ctx.assemble_from(
+                &rdir,
+                Some(sdir),
+                &ctx.dir.join(format!("{name}-model")),
+                source,
+            )?;
+            let model = ctx.load(&mdir)?;
+            // Stage 1 alone, in its own standardised space: the token distribution of its
+            // samples against the pool's real one (every channel has unit variance in
+            // both spaces, so the distances compare across spaces).
+            if real_tokens.is_none() {
+                real_tokens = Some(ctx.real_z_tokens(&s)?);
+            }
+            let fake = ctx.planned_tokens(&model, ctx.preset.prompts)?;
+            let z_fd = frechet_distance(&fake, real_tokens.as_ref().context("real")?)?;
+            let clips = ctx.sample(&model, ctx.preset.prompts, 1, false)?;
+            let score = ctx.score(&model, &clips)?;
+            println!("  {name} @ {step}: z-space Fréchet {z_fd:.4}, {score:?}");
+            let mut row = vec![
+                name.to_string(),
+                step.to_string(),
+                format!("{loss:.4}"),
+                format!("{z_fd:.4}"),
+            ];
+            row.extend(score.cells());
+            rows.push(row);
+            curve.push((step, score, loss, z_fd));
+            Ok(())
+        })?;
+        curves.push((name.to_string(), curve));
+    }
+    let Targets {
+        fd: fd_target,
+        hits: hit_target,
+        z_fd: z_target,
+        fd_steps,
+        hit_steps,
+        z_fd_steps,
+    } = targets(&curves);
+    let mut md = String::new();
+    writeln!(md, "| space | stage-1 steps | loss | stage-1 Fréchet (own space) | colour | motion | shape | background | mean hits | Fréchet (encoder, decoded clips) |")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
+    for (name, curve) in &curves {
+        for (m, s, loss, z) in curve {
+            let h = s.hits;
+            writeln!(md, "| {name} | {m} | {loss:.3} | {z:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |", h.colour, h.motion, h.shape, h.background, s.mean_hits(), s.fd)?;
+        }
+    }
+    writeln!(md)?;
+    let show = |s: Option<u64>| s.map_or("not reached".to_string(), |s| s.to_string());
+    let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", b as f64 / a as f64),
+        _ => "n/a".into(),
+    };
+    let ([s_fd, v_fd], [s_h, v_h]) = ([fd_steps[0], fd_steps[1]], [hit_steps[0], hit_steps[1]]);
+    let (s_z, v_z) = (z_fd_steps[0], z_fd_steps[1]);
+    writeln!(md, "| target (the best quality the slower space reaches) | semantic needs | VAE needs | ratio VAE / semantic |")?;
+    writeln!(md, "|---|---|---|---|")?;
+    writeln!(
+        md,
+        "| stage-1 Fréchet (own space) ≤ {z_target:.3} | {} | {} | {} |",
+        show(s_z),
+        show(v_z),
+        ratio(s_z, v_z)
+    )?;
+    writeln!(
+        md,
+        "| Fréchet (encoder, decoded) ≤ {fd_target:.3} | {} | {} | {} |",
+        show(s_fd),
+        show(v_fd),
+        ratio(s_fd, v_fd)
+    )?;
+    writeln!(
+        md,
+        "| mean oracle hits ≥ {hit_target:.3} | {} | {} | {} |",
+        show(s_h),
+        show(v_h),
+        ratio(s_h, v_h)
+    )?;
+    // Plot: stage-1 Fréchet in its own space, and Fréchet of the decoded clips, vs steps.
+    let z: Vec<(String, Vec<(f64, f64)>)> = curves
+        .iter()
+        .map(|(n, c)| (n.clone(), c.iter().map(|p| (p.0 as f64, p.3)).collect()))
+        .collect();
+    let fd: Vec<(String, Vec<(f64, f64)>)> = curves
+        .iter()
+        .map(|(n, c)| (n.clone(), c.iter().map(|p| (p.0 as f64, p.1.fd)).collect()))
+        .collect();
+    two_line_plots(
+        &ctx.png(),
+        (
+            "stage 1: Fréchet to real z (own space; lower is better)",
+            z.as_slice(),
+        ),
+        (
+            "decoded clips: Fréchet in encoder space (lower is better)",
+            fd.as_slice(),
+        ),
+        "stage-1 training steps",
+    )?;
+    let mut header = vec!["space", "step", "loss", "z_fd"];
+    header.extend(SCORE_HEADER);
+    Ok(Output {
+        header,
+        rows,
+        markdown: md,
+    })
+}
+
+type Curve = (String, Vec<(u64, Score, f64, f64)>);
+
+/// The common quality targets of a convergence comparison and the steps each curve needs.
+#[derive(Debug, Clone, PartialEq)]
+struct Targets {
+    /// The best Fréchet distance of the arm whose best is worst.
+    fd: f64,
+    /// The best mean hit rate of the arm whose best is worst.
+    hits: f64,
+    /// The best stage-1 (z-space) Fréchet distance of the arm whose best is worst.
+    z_fd: f64,
+    /// Per curve, the first milestone at which it reaches `fd` (`None`: never).
+    fd_steps: Vec<Option<u64>>,
+    hit_steps: Vec<Option<u64>>,
+    z_fd_steps: Vec<Option<u64>>,
+}
+
+/// Both arms reach the targets by construction (each is some arm's best), so the step counts
+/// compare how soon; an arm that never gets there is `None`.
+fn targets(curves: &[Curve]) -> Targets {
+    let fd = curves
+        .iter()
+        .map(|(_, c)| {
+            c.iter()
+                .map(|(_, s, _, _)| s.fd)
+                .fold(f64::INFINITY, f64::min)
+        })
+        .fold(f64::NEG_INFINITY, f64::max);
+    let hits = curves
+        .iter()
+        .map(|(_, c)| {
+            c.iter()
+                .map(|(_, s, _, _)| s.mean_hits())
+                .fold(0.0, f64::max)
+        })
+        .fold(f64::INFINITY, f64::min);
+    let z_fd = curves
+        .iter()
+        .map(|(_, c)| c.iter().map(|p| p.3).fold(f64::INFINITY, f64::min))
+        .fold(f64::NEG_INFINITY, f64::max);
+    let first = |c: &[(u64, Score, f64, f64)], ok: &dyn Fn(&Score, f64) -> bool| {
+        c.iter().find(|(_, s, _, z)| ok(s, *z)).map(|p| p.0)
+    };
+    Targets {
+        fd,
+        hits,
+        z_fd,
+        fd_steps: curves
+            .iter()
+            .map(|(_, c)| first(c, &|s, _| s.fd <= fd))
+            .collect(),
+        hit_steps: curves
+            .iter()
+            .map(|(_, c)| first(c, &|s, _| s.mean_hits() >= hits))
+            .collect(),
+        z_fd_steps: curves
+            .iter()
+            .map(|(_, c)| first(c, &|_, z| z <= z_fd))
+            .collect(),
+    }
+}
+
+/// Trains stage 2 with `edit` applied, then stage 1 on its MLP, and scores generated clips
+/// (and, with `real`, clips conditioned on the real z_sem).
+fn two_stage_arm<B: AutodiffBackend>(
+    ctx: &Ctx<B>,
+    name: &str,
+    edit: &dyn Fn(&mut RefinerTrainConfig),
+    real: bool,
+) -> Result<(Score, Option<Score>)> {
+    let mut r = ctx.refiner_base.clone();
+    edit(&mut r);
+    let rdir = ctx.refiner(&r)?;
+    let mut s = ctx.semantic_base.clone();
+    s.inputs.refiner = Some(rdir.clone());
+    let last = ctx.preset.semantic_steps;
+    let mut result = None;
+    ctx.semantic(&s, &[last], &mut |_, sdir, _| {
+        let mdir = ctx.assemble(&rdir, Some(sdir), &ctx.dir.join(format!("{name}-model")))?;
+        let model = ctx.load(&mdir)?;
+        let generated = ctx.score(&model, &ctx.sample(&model, ctx.preset.prompts, 1, false)?)?;
+        let from_real = if real {
+            Some(ctx.score(&model, &ctx.sample(&model, ctx.preset.prompts, 1, true)?)?)
+        } else {
+            None
+        };
+        println!("  {name}: generated {generated:?}, real {from_real:?}");
+        result = Some((generated, from_real));
+        Ok(())
+    })?;
+    result.context("stage 1 produced no milestone")
+}
+
+/// Paper Table 3 (§3.4 a): the MLP's output width, scaled to the encoder's 64 dims as the
+/// paper's 2048 → 64 → 8: no compression (64), 16, 8.
+fn compression<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
+    let d = ctx.frozen.vision_config.out_hidden_size;
+    let arms: [(String, Option<usize>); 3] = [
+        (format!("none ({d})"), None),
+        ("16".into(), Some(16)),
+        ("8".into(), Some(8)),
+    ];
+    let mut rows = Vec::new();
+    let mut md = String::new();
+    writeln!(md, "| MLP output | z_sem source | colour | motion | shape | background | mean hits | Fréchet (encoder) |")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|")?;
+    let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
+    for (label, d_out) in &arms {
+        let tag = format!("d{}", d_out.map_or("none".into(), |d| d.to_string()));
+        let (generated, real) = two_stage_arm(
+            ctx,
+            &tag,
+            &|r| match d_out {
+                Some(d) => {
+                    r.model.compress = true;
+                    r.model.d_out = *d;
+                }
+                None => r.model.compress = false,
+            },
+            true,
+        )?;
+        for (source, s) in [("generated", generated), ("real", real.context("real")?)] {
+            let h = s.hits;
+            writeln!(
+                md,
+                "| {label} | {source} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |",
+                h.colour,
+                h.motion,
+                h.shape,
+                h.background,
+                s.mean_hits(),
+                s.fd
+            )?;
+            let mut row = vec![label.clone(), source.into()];
+            row.extend(s.cells());
+            rows.push(row);
+        }
+        bars.push((label.clone(), vec![generated.fd, generated.mean_hits()]));
+    }
+    bar_plot(
+        &ctx.png(),
+        "compression: stage 1 → stage 2 on held-out prompts",
+        &[
+            "Fréchet (lower is better)".into(),
+            "mean oracle hits".into(),
+        ],
+        &bars,
+    )?;
+    let mut header = vec!["d_out", "z_sem"];
+    header.extend(SCORE_HEADER);
+    Ok(Output {
+        header,
+        rows,
+        markdown: md,
+    })
+}
+
+/// Noise augmentation of z_sem in stage-2 training (RAE-style), with and without, evaluated on
+/// generated z_sem (the train–inference gap) and on real z_sem.
+fn noise_aug<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
+    let level = ctx.refiner_base.model.sem_noise_max;
+    let arms = [
+        (format!("noise up to {level}"), level),
+        ("no noise".to_string(), 0.0),
+    ];
+    let mut rows = Vec::new();
+    let mut md = String::new();
+    writeln!(md, "| stage 2 trained with | z_sem source | colour | motion | shape | background | mean hits | Fréchet (encoder) |")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|")?;
+    let mut bars = Vec::new();
+    for (label, noise) in &arms {
+        let tag = format!("noise{noise}");
+        let (generated, real) =
+            two_stage_arm(ctx, &tag, &|r| r.model.sem_noise_max = *noise, true)?;
+        let real = real.context("real")?;
+        for (source, s) in [("generated", generated), ("real", real)] {
+            let h = s.hits;
+            writeln!(
+                md,
+                "| {label} | {source} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |",
+                h.colour,
+                h.motion,
+                h.shape,
+                h.background,
+                s.mean_hits(),
+                s.fd
+            )?;
+            let mut row = vec![label.clone(), source.into()];
+            row.extend(s.cells());
+            rows.push(row);
+        }
+        bars.push((label.clone(), vec![generated.fd, real.fd]));
+    }
+    bar_plot(
+        &ctx.png(),
+        "noise augmentation of z_sem: Fréchet distance (lower is better)",
+        &["generated z_sem".into(), "real z_sem".into()],
+        &bars,
+    )?;
+    let mut header = vec!["stage2", "z_sem"];
+    header.extend(SCORE_HEADER);
+    Ok(Output {
+        header,
+        rows,
+        markdown: md,
+    })
+}
+
+/// Paper Table 2: SemanticGen (stage 1 in one full-attention pass over the story, windowed
+/// stage 2) against Base-CT-Swin (the same windowed stage 2 without semantic tokens), both
+/// trained here for equal stage-2 steps, on stories of 8 and 16 segments. ΔM_drift of every
+/// VBench-style metric (first vs last 15 % of frames) and of the oracle hits (first vs last
+/// quarter of the segments).
+fn long_video<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
+    let swin: RefinerTrainConfig = read_toml(&ctx.args.configs.join("base-ct-swin.toml"))?;
+    let mut rows = Vec::new();
+    let mut md = String::new();
+    let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
+    let metric_names = [
+        "subject_consistency",
+        "background_consistency",
+        "temporal_flickering",
+        "motion_smoothness",
+        "imaging_quality",
+    ];
+    writeln!(md, "| method | segments | frames | SC | BC | TF | MS | IQ | oracle hits (mean) | ΔM SC | ΔM BC | ΔM TF | ΔM MS | ΔM IQ | ΔM mean | Δ oracle hits |")?;
+    writeln!(
+        md,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )?;
+    for method in ["SemanticGen", "Base-CT-Swin"] {
+        let mdir = if method == "SemanticGen" {
+            let rdir = ctx.refiner(&ctx.refiner_base)?;
+            let mut s = ctx.semantic_base.clone();
+            s.inputs.refiner = Some(rdir.clone());
+            let last = ctx.preset.semantic_steps;
+            let sdir = ctx.semantic(&s, &[last], &mut |_, _, _| Ok(()))?;
+            ctx.assemble(
+                &rdir,
+                Some(&sdir.join(format!("step-{last}"))),
+                &ctx.dir.join("semanticgen-model"),
+            )?
+        } else {
+            let mut r = ctx.refiner_base.clone();
+            r.model = swin.model.clone();
+            let rdir = ctx.refiner(&r)?;
+            ctx.assemble(&rdir, None, &ctx.dir.join("base-ct-swin-model"))?
+        };
+        let model = ctx.load(&mdir)?;
+        let frames = EncoderFrames {
+            enc: &model.encoder,
+            device: ctx.device.clone(),
+        };
+        // Subject consistency through the semantic encoder (VBench: DINO); background
+        // consistency through colour histograms (VBench: CLIP, a global-appearance feature).
+        let histogram = semgen_eval::metrics::ColourHistogram { bins: 4 };
+        let suite = MetricSuite::new(&frames, &histogram);
+        for segments in [8usize, 16] {
+            let clips = ctx.sample(&model, ctx.preset.stories, segments, false)?;
+            let n = clips.len() as f64;
+            let (mut score, mut drift, mut hits, mut hit_drift) = ([0.0; 5], [0.0; 5], 0.0, 0.0);
+            for (clip, video) in &clips {
+                let report = suite.report(video)?;
+                for (k, (_, v)) in report.scores().iter().enumerate() {
+                    score[k] += v / n;
+                }
+                let d = report.drift.context("stories are long enough for drift")?;
+                for (k, (_, m)) in d.measures().iter().enumerate() {
+                    drift[k] += m.delta / n;
+                }
+                let oracle = semgen_eval::evaluate(video, &clip.prompt())?;
+                let h = oracle.hits;
+                hits += (h.colour + h.motion + h.shape + h.background) / 4.0 / n;
+                if let Some(dr) = oracle.drift {
+                    let h = dr.hits;
+                    hit_drift += ((h.colour + h.motion + h.shape + h.background) / 4.0).abs() / n;
+                }
+            }
+            let mean_drift = drift.iter().sum::<f64>() / 5.0;
+            let frames_n = clips.first().map_or(0, |(_, v)| v.frames());
+            let mut row = vec![
+                method.to_string(),
+                segments.to_string(),
+                frames_n.to_string(),
+            ];
+            row.extend(cells(&score));
+            row.extend(cells(&[hits]));
+            row.extend(cells(&drift));
+            row.extend(cells(&[mean_drift, hit_drift]));
+            rows.push(row);
+            let pct = |v: f64| format!("{:.2}", 100.0 * v);
+            writeln!(
+                md,
+                "| {method} | {segments} | {frames_n} | {} | {:.2} | {} | {:.2} | {:.2} |",
+                score
+                    .iter()
+                    .map(|v| pct(*v))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                hits,
+                drift
+                    .iter()
+                    .map(|v| pct(*v))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                100.0 * mean_drift,
+                hit_drift
+            )?;
+            let mut bar = drift.to_vec();
+            bar.push(mean_drift);
+            bars.push((
+                format!("{method}, {segments} seg."),
+                bar.iter().map(|v| 100.0 * v).collect(),
+            ));
+        }
+    }
+    writeln!(md)?;
+    writeln!(md, "Metrics in % (VBench style; SC uses the semantic encoder's pooled per-frame features, BC 4³-bin colour histograms, MS the averaging interpolator, IQ the sharpness proxy); ΔM = |M(first 15 %) − M(last 15 %)| in points; Δ oracle hits = |hits(first quarter of segments) − hits(last quarter)|.")?;
+    let mut groups: Vec<String> = metric_names.iter().map(|s| format!("ΔM {s}")).collect();
+    groups.push("ΔM mean".into());
+    bar_plot(
+        &ctx.png(),
+        "long-video drift ΔM (points, lower is better)",
+        &groups,
+        &bars,
+    )?;
+    let mut header = vec!["method", "segments", "frames"];
+    header.extend(metric_names);
+    header.push("oracle_mean_hits");
+    header.extend([
+        "drift_sc",
+        "drift_bc",
+        "drift_tf",
+        "drift_ms",
+        "drift_iq",
+        "drift_mean",
+        "drift_oracle_hits",
+    ]);
+    Ok(Output {
+        header,
+        rows,
+        markdown: md,
+    })
+}
+
+/// Paper Fig. 14: the semantic encoder samples every `stride`-th frame, so a one-frame flash
+/// between two samples never reaches z_sem and cannot reach the generated clip. Each held-out
+/// clip gets a white background flash at an unsampled frame and, for contrast, at a sampled
+/// one; the z_sem change (relative to the mean distance between different clips) and the flash
+/// contrast in the clip stage 2 makes from that z_sem are measured.
+fn low_fps<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
+    let model = ctx.load(&ctx.args.model)?;
+    let stride = model.settings.frame_stride;
+    let device = model.vae.quant_conv.weight.device();
+    let sampled = semgen_encoder::train::sparse_frames(model.settings.frames, stride);
+    let unsampled = (1..model.settings.frames - 1)
+        .find(|t| {
+            !sampled.contains(t) && !sampled.contains(&(t - 1)) && !sampled.contains(&(t + 1))
+        })
+        .or_else(|| (1..model.settings.frames - 1).find(|t| !sampled.contains(t)))
+        .context("every frame is sampled (stride 1): no frame can be missed")?;
+    let on = sampled[sampled.len() / 2];
+    let cases = [
+        ("none", None),
+        ("unsampled frame", Some(unsampled)),
+        ("sampled frame", Some(on)),
+    ];
+    let n = ctx.preset.prompts.min(16);
+    let flash = |v: &Video, t: usize| -> Result<Video> {
+        let mut frames: Vec<Vec<u8>> = v.frame_iter().map(<[u8]>::to_vec).collect();
+        frames[t].iter_mut().for_each(|p| *p = 255);
+        Ok(Video::from_frames(v.height(), v.width(), frames)?)
+    };
+    let luma = |v: &Video| -> Vec<f64> {
+        v.frame_iter()
+            .map(|f| f.iter().map(|&p| p as f64).sum::<f64>() / f.len() as f64)
+            .collect()
+    };
+    let z_of = |v: &Video| -> Result<Vec<f32>> {
+        let x = videos_to_tensor(&[v.clone()], &device)?;
+        Ok(model
+            .encode_clip(x)?
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap_or_default())
+    };
+    let dist = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let clips: Vec<Clip> = (0..n)
+        .map(|i| ctx.world.clip(Split::Test, i))
+        .collect::<Result<_, _>>()?;
+    let base_z: Vec<Vec<f32>> = clips
+        .iter()
+        .map(|c| z_of(&c.video))
+        .collect::<Result<_>>()?;
+    let mut between = (0.0, 0usize);
+    for i in 0..base_z.len() {
+        for j in i + 1..base_z.len() {
+            between.0 += dist(&base_z[i], &base_z[j]);
+            between.1 += 1;
+        }
+    }
+    let between = between.0 / between.1.max(1) as f64;
+    let frames = model.settings.frames;
+    let mut rows = Vec::new();
+    let mut md = String::new();
+    writeln!(md, "Encoder samples frames {sampled:?} (stride {stride}); flash = every pixel of one frame set to white; {n} held-out clips; z_sem change relative to the mean distance between different clips ({between:.3}).")?;
+    writeln!(md)?;
+    writeln!(md, "| flash at | frame | z_sem change (relative) | flash contrast in the input | flash contrast in the generated clip |")?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    let mut series = Vec::new();
+    for (label, at) in cases {
+        let (mut dz, mut c_in, mut c_out) = (0.0, 0.0, 0.0);
+        let mut mean_luma = vec![0.0; frames];
+        for (clip, z0) in clips.iter().zip(&base_z) {
+            let input = match at {
+                Some(t) => flash(&clip.video, t)?,
+                None => clip.video.clone(),
+            };
+            let z = z_of(&input)?;
+            dz += dist(&z, z0) / between / n as f64;
+            let mut req = GenerateRequest::defaults(&model, vec![clip.caption()], 0);
+            req.refiner.steps = ctx.preset.sample_steps;
+            let zt = model.encode_clip(videos_to_tensor(&[input.clone()], &device)?)?;
+            let out = model.decode(model.refine(&req, Some(zt), &mut |_, _| {})?)?;
+            let (li, lo) = (luma(&input), luma(&out));
+            // Contrast: the flash frame's mean brightness over its two neighbours' mean.
+            let t = at.unwrap_or(unsampled);
+            let contrast = |l: &[f64]| l[t] - (l[t - 1] + l[t + 1]) / 2.0;
+            c_in += contrast(&li) / n as f64;
+            c_out += contrast(&lo) / n as f64;
+            for (m, v) in mean_luma.iter_mut().zip(&lo) {
+                *m += v / n as f64;
+            }
+        }
+        let frame = at.map_or("-".into(), |t| t.to_string());
+        writeln!(
+            md,
+            "| {label} | {frame} | {dz:.4} | {c_in:.1} | {c_out:.1} |"
+        )?;
+        rows.push(vec![
+            label.to_string(),
+            frame,
+            format!("{dz:.5}"),
+            format!("{c_in:.3}"),
+            format!("{c_out:.3}"),
+        ]);
+        series.push((
+            format!("flash: {label}"),
+            mean_luma
+                .iter()
+                .enumerate()
+                .map(|(t, v)| (t as f64, *v))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    writeln!(md)?;
+    writeln!(md, "Contrast = mean brightness (0–255) of the flash frame minus the mean of its two neighbours (for \"none\": at frame {unsampled}).")?;
+    line_plot(
+        &ctx.png(),
+        "generated clips from the flashed clip's z_sem: mean brightness per frame",
+        "frame",
+        "mean brightness (0-255)",
+        &series,
+    )?;
+    Ok(Output {
+        header: vec![
+            "flash_at",
+            "frame",
+            "z_sem_change_relative",
+            "contrast_input",
+            "contrast_generated",
+        ],
+        rows,
+        markdown: md,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plots (plotters, PNG). Text uses the DejaVu Sans font shipped in xtask/assets.
+// ---------------------------------------------------------------------------------------------
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.08).max(1e-6);
+    (lo - pad, hi + pad)
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (x0, x1) = bounds(series.iter().flat_map(|(_, p)| p.iter().map(|p| p.0)));
+    let (y0, y1) = bounds(series.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)));
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    for (k, (name, points)) in series.iter().enumerate() {
+        let c = COLOURS[k % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+            .map_err(|e| anyhow::anyhow!("plot: {e}"))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
+            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    Ok(())
+}
+
+fn line_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE)
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    draw_lines(&root, title, x_label, y_label, series)?;
+    root.present().map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    Ok(())
+}
+
+type Series<'a> = (&'a str, &'a [(String, Vec<(f64, f64)>)]);
+
+fn two_line_plots(path: &Path, left: Series, right: Series, x_label: &str) -> Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (1400, 520)).into_drawing_area();
+    root.fill(&WHITE)
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    let (a, b) = root.split_horizontally(700);
+    draw_lines(&a, left.0, x_label, "", left.1)?;
+    draw_lines(&b, right.0, x_label, "", right.1)?;
+    root.present().map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    Ok(())
+}
+
+/// Grouped bars: one group per entry of `groups`, one bar per series in each group.
+fn bar_plot(
+    path: &Path,
+    title: &str,
+    groups: &[String],
+    series: &[(String, Vec<f64>)],
+) -> Result<()> {
+    font();
+    if series.iter().any(|(_, v)| v.len() != groups.len()) {
+        bail!("bar plot: every series needs one value per group");
+    }
+    let root = BitMapBackend::new(path, (1100, 560)).into_drawing_area();
+    root.fill(&WHITE)
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    let hi = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-6)
+        * 1.15;
+    let lo = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::min)
+        * 1.15;
+    let n = groups.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(10)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5f64..n - 0.5, lo..hi)
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    let width = 0.8 / series.len().max(1) as f64;
+    for (k, (name, values)) in series.iter().enumerate() {
+        let c = COLOURS[k % COLOURS.len()];
+        chart
+            .draw_series(values.iter().enumerate().map(|(g, &v)| {
+                let x = g as f64 - 0.4 + k as f64 * width;
+                Rectangle::new([(x, 0.0), (x + width * 0.9, v)], c.filled())
+            }))
+            .map_err(|e| anyhow::anyhow!("plot: {e}"))?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
+        chart
+            .draw_series(values.iter().enumerate().map(|(g, &v)| {
+                let x = g as f64 - 0.4 + (k as f64 + 0.45) * width;
+                Text::new(
+                    format!("{v:.2}"),
+                    (x, v),
+                    ("sans-serif", 11)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )
+            }))
+            .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    }
+    chart
+        .draw_series(groups.iter().enumerate().map(|(g, name)| {
+            Text::new(
+                name.clone(),
+                (g as f64, lo + (hi - lo) * 0.97),
+                ("sans-serif", 13)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Top)),
+            )
+        }))
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("plot: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(fd: f64, hit: f64) -> Score {
+        Score {
+            hits: HitRates {
+                colour: hit,
+                motion: hit,
+                shape: hit,
+                background: hit,
+            },
+            fd,
+        }
+    }
+
+    #[test]
+    fn targets_are_the_slower_arms_best_and_steps_count_how_soon_each_gets_there() {
+        let fast = (
+            "semantic".to_string(),
+            vec![
+                (50, score(9.0, 0.1), 1.0, 3.0),
+                (100, score(4.0, 0.5), 0.5, 1.0),
+                (200, score(2.0, 0.7), 0.4, 0.5),
+            ],
+        );
+        let slow = (
+            "vae".to_string(),
+            vec![
+                (50, score(12.0, 0.0), 1.0, 4.0),
+                (100, score(8.0, 0.2), 0.6, 2.0),
+                (200, score(5.0, 0.4), 0.5, 0.8),
+            ],
+        );
+        let t = targets(&[fast, slow]);
+        assert_eq!(t.fd, 5.0);
+        assert_eq!(t.hits, 0.4);
+        assert_eq!(t.fd_steps, vec![Some(100), Some(200)]);
+        assert_eq!(t.hit_steps, vec![Some(100), Some(200)]);
+        assert_eq!(t.z_fd, 0.8);
+        assert_eq!(t.z_fd_steps, vec![Some(200), Some(200)]);
+    }
+
+    #[test]
+    fn plots_are_pngs_of_the_asked_size_and_bad_series_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = dir.path().join("line.png");
+        let series = vec![
+            ("a".to_string(), vec![(0.0, 1.0), (1.0, 2.0), (2.0, 1.5)]),
+            ("b".to_string(), vec![(0.0, 0.5), (2.0, 3.0)]),
+        ];
+        line_plot(&line, "title", "x", "y", &series).unwrap();
+        let bytes = std::fs::read(&line).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        // IHDR: width and height, big-endian, at bytes 16..24.
+        assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 900);
+        assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 520);
+        let bars = dir.path().join("bars.png");
+        let groups = vec!["g1".to_string(), "g2".to_string()];
+        bar_plot(&bars, "t", &groups, &[("s".into(), vec![1.0, -0.5])]).unwrap();
+        assert_eq!(&std::fs::read(&bars).unwrap()[..4], b"\x89PNG");
+        let e = bar_plot(&bars, "t", &groups, &[("s".into(), vec![1.0])]).unwrap_err();
+        assert!(e.to_string().contains("one value per group"), "{e}");
+    }
+}
