@@ -81,8 +81,14 @@ fn load_batch<B: Backend>(
 
 /// Attribute labels of a clip's first object and background: colour, shape, size, motion
 /// (still or a direction), background colour, background texture.
-fn labels(clip: &Clip) -> [usize; 6] {
-    let scene = &clip.prompt().segments[0];
+pub(crate) fn labels(clip: &Clip) -> [usize; 6] {
+    segment_labels(clip, 0)
+}
+
+/// [`labels`] of segment `k` of a story (a short clip is one segment).
+pub(crate) fn segment_labels(clip: &Clip, k: usize) -> [usize; 6] {
+    let prompt = clip.prompt();
+    let scene = &prompt.segments[k.min(prompt.segments.len() - 1)];
     let o = scene.objects[0];
     let word = |s: String, all: Vec<String>| all.iter().position(|w| *w == s).unwrap_or(0);
     use semgen_data::{Background, Colour, Direction, Motion, Shape, Size};
@@ -125,7 +131,7 @@ fn labels(clip: &Clip) -> [usize; 6] {
     ]
 }
 
-const ATTRIBUTES: [(&str, usize); 6] = [
+pub(crate) const ATTRIBUTES: [(&str, usize); 6] = [
     ("colour", 8),
     ("shape", 6),
     ("size", 2),

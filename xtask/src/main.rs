@@ -6,6 +6,7 @@
 //!   GIFs, PNG frames, captions and a contact sheet;
 //! - `train encoder [...]`: Shapes pretraining of the semantic encoder;
 //! - `probe-encoder [--encoder FILE] [--objects 1]`: its linear probes on one-object clips;
+//! - `probe-semantic [--checkpoint DIR]`: probes fitted on real z_sem applied to stage 1's;
 //! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips;
 //! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages;
 //! - `bench vae-memory [--frames 17,65,257] [--size 128]`: peak memory of streaming decode;
@@ -48,6 +49,8 @@ enum Command {
     EvalVae(eval::VaeEvalArgs),
     /// Linear probes of a trained semantic encoder on one-object (or training-like) clips.
     ProbeEncoder(encoder::ProbeArgs),
+    /// Stage 1 in its own space: probes fitted on real z_sem applied to generated z_sem.
+    ProbeSemantic(eval::SemanticProbeArgs),
     /// Reproduce one of the paper's claims at Shapes scale (docs/results.md).
     Experiment(experiment::ExperimentArgs),
     /// Train a component.
@@ -79,6 +82,7 @@ fn main() {
         Command::EvalVae(args) => eval::run_vae(args),
         Command::Experiment(args) => experiment::run(args),
         Command::ProbeEncoder(args) => encoder::probe(args),
+        Command::ProbeSemantic(args) => eval::run_semantic_probe(args),
         Command::Train { component } => match component {
             TrainCommand::Encoder(args) => encoder::train(args),
             TrainCommand::Vae(args) => vae::train(args),
