@@ -244,6 +244,29 @@ impl SafetensorsFile {
     pub fn semgen_meta(&self) -> Result<Option<CheckpointMeta>, LoadError> {
         CheckpointMeta::from_header(&self.path, &self.metadata)
     }
+
+    /// semgen metadata, which must be there.
+    pub fn require_meta(&self) -> Result<CheckpointMeta, LoadError> {
+        self.semgen_meta()?.ok_or_else(|| {
+            LoadError::Invalid(format!(
+                "{} has no semgen metadata (not a semgen checkpoint)",
+                self.path.display()
+            ))
+        })
+    }
+
+    /// semgen metadata of a checkpoint that must hold `component`.
+    pub fn component_meta(&self, component: &str) -> Result<CheckpointMeta, LoadError> {
+        let meta = self.require_meta()?;
+        if meta.component != component {
+            return Err(LoadError::WrongComponent {
+                path: self.path.clone(),
+                expected: component.to_string(),
+                found: meta.component,
+            });
+        }
+        Ok(meta)
+    }
 }
 
 /// Reads and validates a safetensors file: missing file, I/O errors, non-safetensors content and
@@ -515,31 +538,14 @@ where
     M: Module<B> + ModuleSnapshot<B>,
 {
     let file = parse_safetensors(path)?;
-    let meta = file.semgen_meta()?.ok_or_else(|| {
-        LoadError::Invalid(format!(
-            "{} has no semgen metadata (not a semgen checkpoint)",
-            path.display()
-        ))
-    })?;
-    if meta.component != component {
-        return Err(LoadError::WrongComponent {
-            path: path.to_path_buf(),
-            expected: component.to_string(),
-            found: meta.component,
-        });
-    }
+    let meta = file.component_meta(component)?;
     let (module, _) = load_into(module, &file, rules, &LoadOptions::default())?;
     Ok((module, meta))
 }
 
 /// Reads only the metadata of a semgen checkpoint.
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta, LoadError> {
-    parse_safetensors(path)?.semgen_meta()?.ok_or_else(|| {
-        LoadError::Invalid(format!(
-            "{} has no semgen metadata (not a semgen checkpoint)",
-            path.display()
-        ))
-    })
+    parse_safetensors(path)?.require_meta()
 }
 
 // ---------------------------------------------------------------------------------------------

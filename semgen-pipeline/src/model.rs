@@ -279,20 +279,7 @@ pub fn stored_config<C: serde::de::DeserializeOwned + ParamFloor>(
         });
     }
     let file = parse_safetensors(path)?;
-    let meta = file.semgen_meta()?.ok_or_else(|| {
-        LoadError::Invalid(format!(
-            "{} has no semgen metadata (not a semgen checkpoint)",
-            path.display()
-        ))
-    })?;
-    if meta.component != component {
-        return Err(LoadError::WrongComponent {
-            path: path.to_path_buf(),
-            expected: component.into(),
-            found: meta.component,
-        }
-        .into());
-    }
+    let meta = file.component_meta(component)?;
     let config: C = serde_json::from_value(meta.config).map_err(|e| ModelError::Config {
         path: path.to_path_buf(),
         component: component.into(),

@@ -123,6 +123,12 @@ fn edit_config(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     write_safetensors(path, &tensors, Some(meta)).unwrap();
 }
 
+/// [`refused`] for `semgen generate` with the model folder `m` and no other options: exit
+/// status 1 and `message`.
+fn refused_model(m: &Path, gif: &str, message: &str, watch: &Path) {
+    refused(&generate(model_str(m), gif, &[]), &[], 1, message, watch);
+}
+
 fn model_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -136,10 +142,9 @@ fn corrupt_truncated_and_empty_model_files_are_named() {
 
     let m = s.model("empty");
     std::fs::write(m.join("vae.safetensors"), b"").unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "vae.safetensors is not a safetensors file: the file is empty",
         &out,
     );
@@ -155,21 +160,14 @@ fn corrupt_truncated_and_empty_model_files_are_named() {
     let m = s.model("truncated");
     let b = shipped_bytes("refiner.safetensors");
     std::fs::write(m.join("refiner.safetensors"), &b[..b.len() / 2]).unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
-        "refiner.safetensors is truncated or corrupt: the tensor data is shorter than the header declares",
-        &out,
-    );
+    refused_model(&m, &gif, "refiner.safetensors is truncated or corrupt: the tensor data is shorter than the header declares", &out);
 
     let m = s.model("header-cut");
     let b = shipped_bytes("text_encoder.safetensors");
     std::fs::write(m.join("text_encoder.safetensors"), &b[..100]).unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "text_encoder.safetensors is truncated or corrupt: the header needs",
         &out,
     );
@@ -179,10 +177,9 @@ fn corrupt_truncated_and_empty_model_files_are_named() {
     let mut b = shipped_bytes("semantic_dit.safetensors");
     b[20..60].fill(b'#');
     std::fs::write(m.join("semantic_dit.safetensors"), &b).unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "semantic_dit.safetensors is not a safetensors file",
         &out,
     );
@@ -193,43 +190,29 @@ fn corrupt_truncated_and_empty_model_files_are_named() {
         b"this is not a checkpoint at all, just some text",
     )
     .unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "compressor.safetensors is not a safetensors file: no JSON header after the length prefix",
         &out,
     );
 
     let m = s.model("missing-file");
     std::fs::remove_file(m.join("semantic_encoder.safetensors")).unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
-        "semantic_encoder.safetensors: missing",
-        &out,
-    );
+    refused_model(&m, &gif, "semantic_encoder.safetensors: missing", &out);
 
     let m = s.model("bad-settings");
     std::fs::write(m.join("model.json"), b"{\"frames\": 17,").unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "model.json: not a valid model.json: EOF while parsing",
         &out,
     );
 
     let m = s.model("bad-tokenizer");
     std::fs::write(m.join("tokenizer.json"), b"[1, 2, 3]").unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
-        "tokenizer.json: ",
-        &out,
-    );
+    refused_model(&m, &gif, "tokenizer.json: ", &out);
 
     // The one-character corruption the config fuzzer found (the tokenizers crate panicked).
     let m = s.model("tokenizer-decoder");
@@ -239,10 +222,9 @@ fn corrupt_truncated_and_empty_model_files_are_named() {
         text.replace("\"decoder\": null", "\"decoder\": (null"),
     )
     .unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "tokenizer.json: not valid JSON: expected value at line",
         &out,
     );
@@ -254,10 +236,9 @@ fn corrupt_truncated_and_empty_model_files_are_named() {
         serde_json::from_slice(&std::fs::read(m.join("tokenizer.json")).unwrap()).unwrap();
     v["post_processor"]["single"][1]["SpecialToken"]["id"] = "<x>".into();
     std::fs::write(m.join("tokenizer.json"), v.to_string()).unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "the tokenizers library cannot encode with it: no entry found for key",
         &out,
     );
@@ -283,36 +264,23 @@ fn checkpoints_of_another_component_or_config_are_named_with_key_and_shapes() {
         m.join("semantic_dit.safetensors"),
     )
     .unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
-        "semantic_dit.safetensors is a 'refiner' checkpoint, but a 'semantic_dit' checkpoint was expected",
-        &out,
-    );
+    refused_model(&m, &gif, "semantic_dit.safetensors is a 'refiner' checkpoint, but a 'semantic_dit' checkpoint was expected", &out);
 
     // Weights of a model with another FFN width: the first mismatching key and both shapes.
     let m = s.model("other-ffn");
     edit_config(&m.join("refiner.safetensors"), |c| {
         c["dit"]["ffn_dim"] = 128.into()
     });
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
-        "refiner.safetensors: shape mismatch for 'dit.blocks.0.ffn.proj_in.bias': the checkpoint has [256], the model expects [128]",
-        &out,
-    );
+    refused_model(&m, &gif, "refiner.safetensors: shape mismatch for 'dit.blocks.0.ffn.proj_in.bias': the checkpoint has [256], the model expects [128]", &out);
 
     // Weights of a deeper model: the tensors without a place are named.
     let m = s.model("other-depth");
     edit_config(&m.join("semantic_dit.safetensors"), |c| {
         c["dit"]["num_layers"] = 3.into()
     });
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "unexpected tensor(s) not used by the model, e.g. [dit.blocks.3.",
         &out,
     );
@@ -328,13 +296,7 @@ fn checkpoints_of_another_component_or_config_are_named_with_key_and_shapes() {
     let module = config.init::<NdArray>(&Default::default()).unwrap();
     let meta = CheckpointMeta::new("semantic_dit", 1, serde_json::to_value(&config).unwrap());
     save_checkpoint(&module, &path, &[], &meta).unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
-        "semantic_dit.safetensors and text_encoder.safetensors do not fit together: the semantic generator reads 32-wide text features, the text encoder gives 64",
-        &out,
-    );
+    refused_model(&m, &gif, "semantic_dit.safetensors and text_encoder.safetensors do not fit together: the semantic generator reads 32-wide text features, the text encoder gives 64", &out);
 }
 
 #[test]
@@ -348,10 +310,9 @@ fn configs_and_requests_that_cannot_work_are_refused() {
     edit_config(&m.join("semantic_encoder.safetensors"), |c| {
         c["num_heads"] = 3.into()
     });
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "hidden_size 128 is not divisible by num_heads 3",
         &out,
     );
@@ -361,13 +322,7 @@ fn configs_and_requests_that_cannot_work_are_refused() {
     edit_config(&m.join("refiner.safetensors"), |c| {
         c["dit"]["attention_head_dim"] = 31.into()
     });
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
-        "refiner.safetensors holds a refiner config that cannot be used: invalid config: RoPE axes [11, 10, 10] must all be even",
-        &out,
-    );
+    refused_model(&m, &gif, "refiner.safetensors holds a refiner config that cannot be used: invalid config: RoPE axes [11, 10, 10] must all be even", &out);
 
     // Absurd sizes in a header config (a corrupt or hand-edited header) are refused before the
     // model is built: building it would try to allocate them and abort the process.
@@ -375,21 +330,14 @@ fn configs_and_requests_that_cannot_work_are_refused() {
     edit_config(&m.join("refiner.safetensors"), |c| {
         c["dit"]["ffn_dim"] = (1u64 << 34).into()
     });
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
-        "refiner.safetensors holds a refiner config that cannot be used: it describes a model of at least",
-        &out,
-    );
+    refused_model(&m, &gif, "refiner.safetensors holds a refiner config that cannot be used: it describes a model of at least", &out);
     let m = s.model("huge-vae");
     edit_config(&m.join("vae.safetensors"), |c| {
         c["base_dim"] = (1u64 << 40).into()
     });
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "values: the config does not match these weights",
         &out,
     );
@@ -399,10 +347,9 @@ fn configs_and_requests_that_cannot_work_are_refused() {
     edit_config(&m.join("semantic_dit.safetensors"), |c| {
         c["z_std"] = serde_json::json!([1.0, 1.0, 1.0])
     });
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "z_mean/z_std have 8/3 entries; both must be empty or have in_channels = 8",
         &out,
     );
@@ -413,10 +360,9 @@ fn configs_and_requests_that_cannot_work_are_refused() {
         serde_json::from_slice(&std::fs::read(m.join("model.json")).unwrap()).unwrap();
     settings["frame_stride"] = 0.into();
     std::fs::write(m.join("model.json"), settings.to_string()).unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "not a valid model.json: frame_stride must be at least 1",
         &out,
     );
@@ -428,10 +374,9 @@ fn configs_and_requests_that_cannot_work_are_refused() {
         serde_json::from_slice(&std::fs::read(m.join("model.json")).unwrap()).unwrap();
     settings["shift"] = 10000.0.into();
     std::fs::write(m.join("model.json"), settings.to_string()).unwrap();
-    refused(
-        &generate(model_str(&m), &gif, &[]),
-        &[],
-        1,
+    refused_model(
+        &m,
+        &gif,
         "invalid sampling settings: invalid config: sampler shift 10000 is above 100",
         &out,
     );

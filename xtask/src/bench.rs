@@ -152,30 +152,35 @@ fn vae_memory_run(a: VaeMemoryRunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Runs one measurement in a child process (each gets a fresh peak RSS) and returns its stdout;
+/// a failure is an error naming the point (`what`) with the child's stderr.
+fn child_output(mut cmd: Command, what: &str) -> Result<String> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The number after `name` in a child's `name value name value …` line.
+fn field(text: &str, name: &str) -> Result<f64> {
+    let mut it = text.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == name {
+            return Ok(it.next().context("value")?.parse()?);
+        }
+    }
+    bail!("no {name} in '{text}'")
+}
+
 fn vae_memory(a: VaeMemoryArgs) -> Result<()> {
-    let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
     for &frames in &a.frames {
-        let out = Command::new(&exe)
-            .args(["bench", "vae-memory-run", "--frames", &frames.to_string()])
-            .args(["--size", &a.size.to_string(), "--preset", &a.preset])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "{frames} frames: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let field = |name: &str| -> Result<f64> {
-            let mut it = text.split_whitespace();
-            while let Some(w) = it.next() {
-                if w == name {
-                    return Ok(it.next().context("value")?.parse()?);
-                }
-            }
-            bail!("no {name} in '{text}'")
-        };
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["bench", "vae-memory-run", "--frames", &frames.to_string()])
+            .args(["--size", &a.size.to_string(), "--preset", &a.preset]);
+        let text = child_output(cmd, &format!("{frames} frames"))?;
+        let field = |name: &str| field(&text, name);
         rows.push((
             frames,
             field("frames")? as usize,
@@ -276,8 +281,8 @@ fn refiner_scaling_run(a: RefinerScalingRunArgs) -> Result<()> {
 fn refiner_scaling(a: RefinerScalingArgs) -> Result<()> {
     let exe = std::env::current_exe()?;
     let run = |m: usize, window: usize| -> Result<(f64, f64, f64, f64)> {
-        let out = Command::new(&exe)
-            .args(["bench", "refiner-scaling-run", "--multiple", &m.to_string()])
+        let mut cmd = Command::new(&exe);
+        cmd.args(["bench", "refiner-scaling-run", "--multiple", &m.to_string()])
             .args([
                 "--window",
                 &window.to_string(),
@@ -285,21 +290,9 @@ fn refiner_scaling(a: RefinerScalingArgs) -> Result<()> {
                 &a.repeats.to_string(),
             ])
             .arg("--refiner")
-            .arg(&a.refiner)
-            .output()?;
-        if !out.status.success() {
-            bail!("{m}x: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let field = |name: &str| -> Result<f64> {
-            let mut it = text.split_whitespace();
-            while let Some(w) = it.next() {
-                if w == name {
-                    return Ok(it.next().context("value")?.parse()?);
-                }
-            }
-            bail!("no {name} in '{text}'")
-        };
+            .arg(&a.refiner);
+        let text = child_output(cmd, &format!("{m}x"))?;
+        let field = |name: &str| field(&text, name);
         Ok((
             field("latent_frames")?,
             field("tokens")?,

@@ -58,36 +58,16 @@ impl BackendTask for Eval {
         let mut drifts = Vec::new();
         let mut lines = String::new();
         for i in 0..a.count {
-            let clip = if a.segments > 1 {
-                world.story(Split::Test, i, a.segments)?
-            } else {
-                world.clip(Split::Test, i)?
-            };
+            let (clip, video) = sample_test_clip(
+                &model,
+                &world,
+                i,
+                a.segments,
+                &a.source,
+                a.steps,
+                a.seed + i,
+            )?;
             let prompt = clip.prompt();
-            let mut req = GenerateRequest::defaults(&model, prompt.segment_captions(), a.seed + i);
-            req.frames = clip.video.frames();
-            if let Some(s) = a.steps {
-                req.semantic.steps = s;
-                req.refiner.steps = s;
-            }
-            model.check(&req)?;
-            let latents = match a.source.as_str() {
-                "generated" => model.generate(&req, &mut |_, _| {})?.latents,
-                "real" => {
-                    let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
-                    let z = model.encode_clip(x)?;
-                    model.refine(&req, Some(z), &mut |_, _| {})?
-                }
-                // The ceiling of every other source: the real clip through the VAE alone.
-                "vae" => {
-                    let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
-                    model.vae.normalize(model.vae.encode(x)?)
-                }
-                other => {
-                    anyhow::bail!("--source must be 'generated', 'real' or 'vae', not '{other}'")
-                }
-            };
-            let video = model.decode(latents)?;
             if let Some(dir) = &a.gifs {
                 if i < 8 {
                     std::fs::create_dir_all(dir)?;
@@ -126,6 +106,49 @@ impl BackendTask for Eval {
         }
         Ok(())
     }
+}
+
+/// Test-split clip `i` (a story of `segments` when > 1) and the clip the model makes for it:
+/// `generated` (text → stage 1 → stage 2), `real` (the real clip's `z_sem` → stage 2) or `vae`
+/// (the real clip through the VAE alone, the ceiling of the other two); `steps` overrides both
+/// stages' sampling steps.
+pub(crate) fn sample_test_clip<B: Backend>(
+    model: &SemgenModel<B>,
+    world: &ShapesWorld,
+    i: u64,
+    segments: usize,
+    source: &str,
+    steps: Option<usize>,
+    seed: u64,
+) -> Result<(semgen_data::Clip, semgen_data::Video)> {
+    let device = model.vae.quant_conv.weight.device();
+    let clip = if segments > 1 {
+        world.story(Split::Test, i, segments)?
+    } else {
+        world.clip(Split::Test, i)?
+    };
+    let mut req = GenerateRequest::defaults(model, clip.prompt().segment_captions(), seed);
+    req.frames = clip.video.frames();
+    if let Some(s) = steps {
+        req.semantic.steps = s;
+        req.refiner.steps = s;
+    }
+    model.check(&req)?;
+    let latents = match source {
+        "generated" => model.generate(&req, &mut |_, _| {})?.latents,
+        "real" => {
+            let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
+            let z = model.encode_clip(x)?;
+            model.refine(&req, Some(z), &mut |_, _| {})?
+        }
+        "vae" => {
+            let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
+            model.vae.normalize(model.vae.encode(x)?)
+        }
+        other => anyhow::bail!("--source must be 'generated', 'real' or 'vae', not '{other}'"),
+    };
+    let video = model.decode(latents)?;
+    Ok((clip, video))
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -257,17 +280,23 @@ struct SemanticProbe(SemanticProbeArgs);
 fn grid_rows<B: Backend>(z: Tensor<B, 5>) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let [n, d, t, h, w] = z.dims();
     let whole = z.clone().into_data().to_vec::<f32>().unwrap_or_default();
-    let tokens = z
-        .permute([0, 2, 3, 4, 1])
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap_or_default();
     let per = d * t * h * w;
     debug_assert_eq!(whole.len(), n * per);
     (
         whole.chunks(per).map(<[f32]>::to_vec).collect(),
-        tokens.chunks(d).map(<[f32]>::to_vec).collect(),
+        token_rows(z),
     )
+}
+
+/// `[N, d, t, h, w]` → one `d`-vector per token.
+pub(crate) fn token_rows<B: Backend>(z: Tensor<B, 5>) -> Vec<Vec<f32>> {
+    let d = z.dims()[1];
+    let values = z
+        .permute([0, 2, 3, 4, 1])
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap_or_default();
+    values.chunks(d).map(<[f32]>::to_vec).collect()
 }
 
 impl BackendTask for SemanticProbe {

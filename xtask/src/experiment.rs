@@ -399,30 +399,20 @@ impl<B: AutodiffBackend> Ctx<B> {
         segments: usize,
         real: bool,
     ) -> Result<Vec<(Clip, Video)>> {
-        let device = model.vae.quant_conv.weight.device();
-        let mut out = Vec::new();
-        for i in 0..count {
-            let clip = if segments > 1 {
-                self.world.story(Split::Test, i, segments)?
-            } else {
-                self.world.clip(Split::Test, i)?
-            };
-            let mut req = GenerateRequest::defaults(model, clip.prompt().segment_captions(), i);
-            req.frames = clip.video.frames();
-            req.semantic.steps = self.preset.sample_steps;
-            req.refiner.steps = self.preset.sample_steps;
-            model.check(&req)?;
-            let latents = if real {
-                let x = videos_to_tensor(&[clip.video.clone()], &device)?;
-                let z = model.encode_clip(x)?;
-                model.refine(&req, Some(z), &mut |_, _| {})?
-            } else {
-                model.generate(&req, &mut |_, _| {})?.latents
-            };
-            let video = model.decode(latents)?;
-            out.push((clip, video));
-        }
-        Ok(out)
+        let source = if real { "real" } else { "generated" };
+        (0..count)
+            .map(|i| {
+                crate::eval::sample_test_clip(
+                    model,
+                    &self.world,
+                    i,
+                    segments,
+                    source,
+                    Some(self.preset.sample_steps),
+                    i,
+                )
+            })
+            .collect()
     }
 
     /// The pool's real `z_sem` tokens in stage 1's standardised space (one 8-d sample per token).
@@ -440,7 +430,7 @@ impl<B: AutodiffBackend> Ctx<B> {
             )?;
         let (task, _) =
             SemanticTask::<B>::new(config.clone(), &self.frozen, &compressor, &self.device)?;
-        Ok(tokens_of(task.z_sem()))
+        Ok(crate::eval::token_rows(task.z_sem()))
     }
 
     /// Stage 1's samples for held-out prompts `0..count`, in its standardised space, as tokens.
@@ -456,7 +446,7 @@ impl<B: AutodiffBackend> Ctx<B> {
             let mut req = GenerateRequest::defaults(model, vec![clip.caption()], i);
             req.semantic.steps = self.preset.sample_steps;
             let z = model.plan(&req, &mut |_, _| {})?;
-            out.extend(tokens_of(semantic.config.to_model_space(z)));
+            out.extend(crate::eval::token_rows(semantic.config.to_model_space(z)));
         }
         Ok(out)
     }
@@ -630,17 +620,6 @@ impl<B: Backend> FrameFeatures for EncoderFrames<'_, B> {
         }
         Ok(out)
     }
-}
-
-/// `[N, d, t, h, w]` → one `d`-vector per token.
-fn tokens_of<B: Backend>(z: Tensor<B, 5>) -> Vec<Vec<f32>> {
-    let d = z.dims()[1];
-    let values = z
-        .permute([0, 2, 3, 4, 1])
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap_or_default();
-    values.chunks(d).map(<[f32]>::to_vec).collect()
 }
 
 fn cells(values: &[f64]) -> Vec<String> {
@@ -849,8 +828,7 @@ fn two_stage_arm<B: AutodiffBackend>(
     ctx: &Ctx<B>,
     name: &str,
     edit: &dyn Fn(&mut RefinerTrainConfig),
-    real: bool,
-) -> Result<(Score, Option<Score>)> {
+) -> Result<(Score, Score)> {
     let mut r = ctx.refiner_base.clone();
     edit(&mut r);
     let rdir = ctx.refiner(&r)?;
@@ -862,16 +840,39 @@ fn two_stage_arm<B: AutodiffBackend>(
         let mdir = ctx.assemble(&rdir, Some(sdir), &ctx.dir.join(format!("{name}-model")))?;
         let model = ctx.load(&mdir)?;
         let generated = ctx.score(&model, &ctx.sample(&model, ctx.preset.prompts, 1, false)?)?;
-        let from_real = if real {
-            Some(ctx.score(&model, &ctx.sample(&model, ctx.preset.prompts, 1, true)?)?)
-        } else {
-            None
-        };
+        let from_real = ctx.score(&model, &ctx.sample(&model, ctx.preset.prompts, 1, true)?)?;
         println!("  {name}: generated {generated:?}, real {from_real:?}");
         result = Some((generated, from_real));
         Ok(())
     })?;
     result.context("stage 1 produced no milestone")
+}
+
+/// The Markdown and CSV rows of one arm of [`two_stage_arm`]: its scores on generated and on
+/// real `z_sem`.
+fn arm_rows(
+    md: &mut String,
+    rows: &mut Vec<Vec<String>>,
+    label: &str,
+    (generated, real): (Score, Score),
+) -> Result<()> {
+    for (source, s) in [("generated", generated), ("real", real)] {
+        let h = s.hits;
+        writeln!(
+            md,
+            "| {label} | {source} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |",
+            h.colour,
+            h.motion,
+            h.shape,
+            h.background,
+            s.mean_hits(),
+            s.fd
+        )?;
+        let mut row = vec![label.to_string(), source.into()];
+        row.extend(s.cells());
+        rows.push(row);
+    }
+    Ok(())
 }
 
 /// Paper Table 3 (§3.4 a): the MLP's output width, scaled to the encoder's 64 dims as the
@@ -890,34 +891,14 @@ fn compression<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
     let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
     for (label, d_out) in &arms {
         let tag = format!("d{}", d_out.map_or("none".into(), |d| d.to_string()));
-        let (generated, real) = two_stage_arm(
-            ctx,
-            &tag,
-            &|r| match d_out {
-                Some(d) => {
-                    r.model.compress = true;
-                    r.model.d_out = *d;
-                }
-                None => r.model.compress = false,
-            },
-            true,
-        )?;
-        for (source, s) in [("generated", generated), ("real", real.context("real")?)] {
-            let h = s.hits;
-            writeln!(
-                md,
-                "| {label} | {source} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |",
-                h.colour,
-                h.motion,
-                h.shape,
-                h.background,
-                s.mean_hits(),
-                s.fd
-            )?;
-            let mut row = vec![label.clone(), source.into()];
-            row.extend(s.cells());
-            rows.push(row);
-        }
+        let (generated, real) = two_stage_arm(ctx, &tag, &|r| match d_out {
+            Some(d) => {
+                r.model.compress = true;
+                r.model.d_out = *d;
+            }
+            None => r.model.compress = false,
+        })?;
+        arm_rows(&mut md, &mut rows, label, (generated, real))?;
         bars.push((label.clone(), vec![generated.fd, generated.mean_hits()]));
     }
     bar_plot(
@@ -953,25 +934,8 @@ fn noise_aug<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
     let mut bars = Vec::new();
     for (label, noise) in &arms {
         let tag = format!("noise{noise}");
-        let (generated, real) =
-            two_stage_arm(ctx, &tag, &|r| r.model.sem_noise_max = *noise, true)?;
-        let real = real.context("real")?;
-        for (source, s) in [("generated", generated), ("real", real)] {
-            let h = s.hits;
-            writeln!(
-                md,
-                "| {label} | {source} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} |",
-                h.colour,
-                h.motion,
-                h.shape,
-                h.background,
-                s.mean_hits(),
-                s.fd
-            )?;
-            let mut row = vec![label.clone(), source.into()];
-            row.extend(s.cells());
-            rows.push(row);
-        }
+        let (generated, real) = two_stage_arm(ctx, &tag, &|r| r.model.sem_noise_max = *noise)?;
+        arm_rows(&mut md, &mut rows, label, (generated, real))?;
         bars.push((label.clone(), vec![generated.fd, real.fd]));
     }
     bar_plot(
