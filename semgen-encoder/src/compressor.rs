@@ -125,7 +125,7 @@ pub fn kl_to_standard_normal<B: Backend, const D: usize>(
     mean: Tensor<B, D>,
     logvar: Tensor<B, D>,
 ) -> Tensor<B, 1> {
-    let per = (mean.powf_scalar(2.0) + logvar.clone().exp() - 1.0 - logvar) * 0.5;
+    let per = (mean.square() + logvar.clone().exp() - 1.0 - logvar) * 0.5;
     per.sum_dim(D - 1).mean()
 }
 

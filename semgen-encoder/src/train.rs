@@ -45,7 +45,7 @@ pub fn pool_text<B: Backend>(hidden: Tensor<B, 3>, lengths: &[usize]) -> Tensor<
 
 /// Rows scaled to unit L2 norm.
 pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let n = x.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-8);
+    let n = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-8);
     x / n
 }
 

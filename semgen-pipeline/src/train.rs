@@ -425,7 +425,7 @@ pub fn channel_stats<B: Backend>(latents: &Tensor<B, 5>) -> (Vec<f32>, Vec<f32>)
     let z = latents.dims()[1];
     let flat = latents.clone().swap_dims(0, 1).reshape([z as i32, -1]);
     let mean = flat.clone().mean_dim(1);
-    let var = (flat - mean.clone()).powf_scalar(2.0).mean_dim(1);
+    let var = (flat - mean.clone()).square().mean_dim(1);
     let v = |t: Tensor<B, 2>| t.into_data().to_vec::<f32>().unwrap_or_default();
     let std = v(var.sqrt()).into_iter().map(|s| s.max(1e-4)).collect();
     (v(mean), std)

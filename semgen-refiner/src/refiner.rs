@@ -327,7 +327,7 @@ impl<B: Backend> Refiner<B> {
             _ => SemanticInput::None,
         };
         let v = self.forward(x_t, sigma * 1000.0, text, semantic, layout);
-        (v - target).powf_scalar(2.0).mean()
+        (v - target).square().mean()
     }
 }
 

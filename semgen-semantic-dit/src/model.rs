@@ -282,7 +282,7 @@ impl<B: Backend> SemanticDit<B> {
         let keep = Tensor::<B, 1>::from_data(TensorData::new(keep, [b]), &device);
         let x_t = noisy_sample(z_sem.clone(), noise.clone(), sigma.clone());
         let v = self.forward(x_t, sigma * 1000.0, text.scaled(keep))?;
-        Ok((v - velocity_target(z_sem, noise)).powf_scalar(2.0).mean())
+        Ok((v - velocity_target(z_sem, noise)).square().mean())
     }
 }
 

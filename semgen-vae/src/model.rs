@@ -422,12 +422,16 @@ fn from_frames<B: Backend>(x: Tensor<B, 4>, b: usize) -> Tensor<B, 5> {
 }
 
 /// Nearest ×2 spatial upsampling, equal to torch's `nearest-exact` at scale 2
-/// (source index `⌊(i + 0.5)/2⌋ = ⌊i/2⌋`), through a rank-6 broadcast.
+/// (source index `⌊(i + 0.5)/2⌋ = ⌊i/2⌋`).
 fn upsample_nearest2x<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h, 1, w, 1])
-        .expand([n, c, h, 2, w, 2])
-        .reshape([n, c, 2 * h, 2 * w])
+    // Burn's nearest picks source ⌊i/2⌋ at scale 2, as torch's `nearest-exact`. The backend's
+    // own kernel: 8× faster on the CPU than the equal rank-6 broadcast (docs/benchmarks.md).
+    let [_, _, h, w] = x.dims();
+    burn::tensor::module::interpolate(
+        x,
+        [2 * h, 2 * w],
+        burn::tensor::ops::InterpolateOptions::new(burn::tensor::ops::InterpolateMode::Nearest),
+    )
 }
 
 /// The kind of a [`Resample`] layer (upstream's `mode` string).

@@ -393,9 +393,9 @@ pub fn vae_loss<B: Backend>(
 ) -> VaeLoss<B> {
     let diff = recon - video;
     let l1 = diff.clone().abs().mean();
-    let mse = diff.powf_scalar(2.0).mean();
+    let mse = diff.square().mean();
     let logvar = logvar.clamp(-30.0, 20.0);
-    let kl = ((mu.powf_scalar(2.0) + logvar.clone().exp() - logvar - 1.0) * 0.5).mean();
+    let kl = ((mu.square() + logvar.clone().exp() - logvar - 1.0) * 0.5).mean();
     let total = l1.clone() * w.l1 + mse.clone() * w.mse + kl.clone() * w.kl;
     let anchor = total.zeros_like();
     VaeLoss {

@@ -14,6 +14,7 @@ use semgen_vae::{StreamDecoder, WanVaeConfig};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
+use xtask::suite;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -28,6 +29,58 @@ pub enum BenchCommand {
     /// One measurement of `refiner-scaling` (run by it, in a fresh process).
     #[command(hide = true)]
     RefinerScalingRun(RefinerScalingRunArgs),
+    /// The issue-10 suite: DiT forward and training step, window vs full attention, VAE,
+    /// encoders, generate end to end, on one device; `--peer` adds PyTorch's figures and ratios.
+    Suite(SuiteArgs),
+    /// One row of `suite` (run by it, in a fresh process).
+    #[command(hide = true)]
+    SuiteRow(SuiteRowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuiteRowArgs {
+    #[arg(long)]
+    pub device: semgen_core::device::DeviceSpec,
+    #[arg(long)]
+    pub row: String,
+    #[arg(long)]
+    pub repeats: usize,
+    #[arg(long)]
+    pub model: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Device to run on: cpu, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: semgen_core::device::DeviceSpec,
+    /// Rows to run (default: all; `--list` names them).
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
+    /// Timed iterations per row after one warm-up (3 at most for rows slower than 2 s); the
+    /// median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Also run the PyTorch peer harness (`bench/peer/peer.py`, needs torch, diffusers and
+    /// transformers) on the same rows and report semgen/PyTorch per row.
+    #[arg(long)]
+    pub peer: bool,
+    /// The Python that runs the peer harness.
+    #[arg(long, default_value = "python3")]
+    pub python: PathBuf,
+    /// The shipped model folder (the refiner rows' architecture, the `generate` row).
+    #[arg(long, default_value = "checkpoints/shapes-small")]
+    pub model: PathBuf,
+    /// A row still running after this many seconds (model build, warm-up and timed runs) is
+    /// stopped and reported as timed out (the software Vulkan of a CPU-only machine needs it).
+    #[arg(long, default_value_t = 900)]
+    pub row_timeout: u64,
+    /// Print the rows and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Write the Markdown table here (and the raw rows beside it as `.jsonl`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +144,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::VaeMemoryRun(a) => vae_memory_run(a),
         BenchCommand::RefinerScaling(a) => refiner_scaling(a),
         BenchCommand::RefinerScalingRun(a) => refiner_scaling_run(a),
+        BenchCommand::Suite(a) => suite(a),
+        BenchCommand::SuiteRow(a) => suite_row(a),
     }
 }
 
@@ -330,6 +385,286 @@ fn refiner_scaling(a: RefinerScalingArgs) -> Result<()> {
     println!("{text}");
     if let Some(path) = a.out {
         semgen_core::checkpoint::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Builds and times one row on one backend.
+struct RowTask {
+    row: String,
+    assets: suite::Assets,
+    repeats: usize,
+}
+
+impl semgen_pipeline::backend::AutodiffTask for RowTask {
+    type Output = Result<suite::Timing>;
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let mut work = suite::build::<B>(&self.row, &self.assets, &device)?;
+        suite::time(&mut work, self.repeats)
+    }
+}
+
+fn suite_row(a: SuiteRowArgs) -> Result<()> {
+    let t = semgen_pipeline::backend::dispatch_autodiff(
+        a.device,
+        RowTask {
+            row: a.row,
+            assets: suite::Assets { model: a.model },
+            repeats: a.repeats,
+        },
+    )??;
+    println!(
+        "median_ms {} min_ms {} max_ms {} n {}",
+        t.median_ms, t.min_ms, t.max_ms, t.n
+    );
+    Ok(())
+}
+
+/// Runs one row in a child process (a fresh allocator and backend each time, as a user's run
+/// would be), stopping it after `timeout`.
+fn run_row(a: &SuiteArgs, row: &str) -> Result<suite::Timing, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let err_path =
+        std::env::temp_dir().join(format!("semgen-suite-{}-{row}.err", std::process::id()));
+    let err_file = std::fs::File::create(&err_path).map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .args(["bench", "suite-row", "--row", row])
+        .args(["--device", &a.device.to_string()])
+        .args(["--repeats", &a.repeats.to_string()])
+        .arg("--model")
+        .arg(&a.model)
+        .stdout(std::process::Stdio::piped())
+        .stderr(err_file)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(s) => break s,
+            None if start.elapsed().as_secs() >= a.row_timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_file(&err_path);
+                return Err(format!("timed out after {} s", a.row_timeout));
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut out);
+    }
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_path);
+    if !status.success() {
+        let msg = err
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or_else(|| err.lines().last().unwrap_or("no message"));
+        return Err(msg.trim().to_string());
+    }
+    let f = |name: &str| field(&out, name).map_err(|e| e.to_string());
+    Ok(suite::Timing {
+        median_ms: f("median_ms")?,
+        min_ms: f("min_ms")?,
+        max_ms: f("max_ms")?,
+        n: f("n")? as usize,
+    })
+}
+
+/// One row of the peer harness's output.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct PeerRow {
+    row: String,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    n: usize,
+}
+
+/// Threads the CPU backend uses (rayon's pool: `RAYON_NUM_THREADS`, else every core); the peer
+/// gets the same count.
+fn cpu_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn run_peer(a: &SuiteArgs, rows: &[suite::Row]) -> Result<Vec<PeerRow>> {
+    let names: Vec<&str> = rows.iter().filter(|r| r.peer).map(|r| r.name).collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let script = PathBuf::from("bench/peer/peer.py");
+    if !script.is_file() {
+        bail!(
+            "--peer needs {} (run from the repository root)",
+            script.display()
+        );
+    }
+    eprintln!(
+        "peer: {} {} ({} rows)",
+        a.python.display(),
+        script.display(),
+        names.len()
+    );
+    let out = Command::new(&a.python)
+        .arg(&script)
+        .args(["--rows", &names.join(",")])
+        .args(["--repeats", &a.repeats.to_string()])
+        .args(["--threads", &cpu_threads().to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", a.python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the peer harness failed ({}); it needs torch==2.15.0, diffusers==0.42.1 and transformers==5.23.0 (bench/peer/requirements.txt)",
+            out.status
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("peer output line '{l}'")))
+        .collect()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn suite(a: SuiteArgs) -> Result<()> {
+    if a.list {
+        for r in suite::ROWS {
+            println!(
+                "{:<22} {}{}",
+                r.name,
+                r.what,
+                if r.peer { " [peer]" } else { "" }
+            );
+        }
+        return Ok(());
+    }
+    let rows: Vec<suite::Row> = if a.rows.is_empty() {
+        suite::ROWS.to_vec()
+    } else {
+        a.rows
+            .iter()
+            .map(|n| suite::find(n))
+            .collect::<Result<_>>()?
+    };
+    // The peer runs first, on an idle CPU, so neither side's threads are still busy.
+    let peer = if a.peer {
+        run_peer(&a, &rows)?
+    } else {
+        Vec::new()
+    };
+    let started = Instant::now();
+    let timings: Vec<Result<suite::Timing, String>> = rows
+        .iter()
+        .map(|row| {
+            eprint!("{:<22}", row.name);
+            let r = run_row(&a, row.name);
+            match &r {
+                Ok(t) => eprintln!("{:>12.3} ms (n {})", t.median_ms, t.n),
+                Err(e) => eprintln!("  failed: {e}"),
+            }
+            r
+        })
+        .collect();
+    let mut table = String::from(
+        "| row | what | semgen ms: median (min–max, n) | PyTorch ms: median (min–max, n) | semgen / PyTorch |\n|---|---|---|---|---|\n",
+    );
+    let mut jsonl = String::new();
+    let mut failed = 0;
+    for (row, t) in rows.iter().zip(&timings) {
+        let p = peer.iter().find(|p| p.row == row.name);
+        let ours = match t {
+            Ok(t) => format!(
+                "**{:.2}** ({:.2}–{:.2}, {})",
+                t.median_ms, t.min_ms, t.max_ms, t.n
+            ),
+            Err(e) => {
+                failed += 1;
+                format!(
+                    "failed: {}",
+                    e.lines().next().unwrap_or("").replace('|', "/")
+                )
+            }
+        };
+        let theirs = p.map_or_else(
+            || {
+                if row.peer {
+                    "not run".to_string()
+                } else {
+                    "—".to_string()
+                }
+            },
+            |p| {
+                format!(
+                    "{:.2} ({:.2}–{:.2}, {})",
+                    p.median_ms, p.min_ms, p.max_ms, p.n
+                )
+            },
+        );
+        let ratio = match (t, p) {
+            (Ok(t), Some(p)) => format!("{:.2}×", t.median_ms / p.median_ms),
+            _ => "—".into(),
+        };
+        table += &format!(
+            "| `{}` | {} | {ours} | {theirs} | {ratio} |\n",
+            row.name, row.what
+        );
+        jsonl += &serde_json::json!({
+            "row": row.name,
+            "device": a.device.to_string(),
+            "median_ms": t.as_ref().ok().map(|t| t.median_ms),
+            "min_ms": t.as_ref().ok().map(|t| t.min_ms),
+            "max_ms": t.as_ref().ok().map(|t| t.max_ms),
+            "n": t.as_ref().ok().map(|t| t.n),
+            "error": t.as_ref().err(),
+            "peer_median_ms": p.map(|p| p.median_ms),
+            "peer_n": p.map(|p| p.n),
+        })
+        .to_string();
+        jsonl.push('\n');
+    }
+    let text = format!(
+        "Device `{}` ({}), {} CPU threads; burn 0.21.0, release build; median of {} timed \
+         iterations after a warm-up (3 for rows slower than 2 s), each row in its own process{}; \
+         {:.0} s for the semgen side. \
+         `cargo xtask bench suite --device {}{}`:\n\n{table}",
+        a.device,
+        cpu_model(),
+        cpu_threads(),
+        a.repeats,
+        if a.peer {
+            ", PyTorch through bench/peer/peer.py with the same thread count"
+        } else {
+            ""
+        },
+        started.elapsed().as_secs_f64(),
+        a.device,
+        if a.peer { " --peer" } else { "" },
+    );
+    println!("{text}");
+    if let Some(path) = &a.out {
+        semgen_core::checkpoint::write_atomic(path, text.as_bytes())?;
+        semgen_core::checkpoint::write_atomic(&path.with_extension("jsonl"), jsonl.as_bytes())?;
+    }
+    if failed > 0 {
+        bail!("{failed} row(s) failed (see the table)");
     }
     Ok(())
 }

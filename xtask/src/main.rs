@@ -10,6 +10,10 @@
 //! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips;
 //! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages;
 //! - `bench vae-memory [--frames 17,65,257] [--size 128]`: peak memory of streaming decode;
+//! - `bench refiner-scaling`: one refiner step per latent frame, windows vs full, 1×–16×;
+//! - `bench suite [--device D] [--peer] [--rows …] [--out FILE.md]`: the issue-10 suite (DiT
+//!   forward and training step, attention scaling, VAE, encoders, generate), with PyTorch's
+//!   figures beside semgen's when `--peer` (`bench/peer/peer.py`);
 //! - `experiment convergence|compression|noise-aug|long-video|low-fps [--quick]`: the paper's
 //!   claims at Shapes scale (CSV, PNG and a Markdown table under docs/results/).
 

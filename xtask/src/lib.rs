@@ -1,0 +1,4 @@
+//! The parts of `cargo xtask` that other targets share: the benchmark suite of issue 10, used by
+//! `cargo xtask bench suite` and by the criterion benchmarks (`cargo bench -p xtask`).
+
+pub mod suite;
