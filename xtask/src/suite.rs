@@ -16,7 +16,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::{Rng, SeedableRng};
 use semgen_core::wan_dit::WanDitConfig;
 use semgen_encoder::qwen_vision::{patchify_clips, QwenVisionConfig};
-use semgen_encoder::umt5::{FfnActivation, Umt5Config};
+use semgen_encoder::umt5::Umt5Config;
 use semgen_refiner::refiner::{Refiner, RefinerBatch, RefinerConfig, SemanticInput};
 use semgen_vae::{StreamDecoder, WanVaeConfig};
 use std::path::PathBuf;
@@ -122,19 +122,16 @@ pub fn qwen_small() -> QwenVisionConfig {
         hidden_size: 256,
         intermediate_size: 1024,
         num_heads: 4,
-        in_channels: 3,
         patch_size: 14,
-        spatial_merge_size: 2,
-        temporal_patch_size: 2,
         window_size: 112,
         out_hidden_size: 512,
         fullatt_block_indexes: vec![3],
-        rope_theta: 10000.0,
+        ..QwenVisionConfig::tiny()
     }
 }
 
 /// NOTES §6 "umT5 small": d_model 256, d_kv 64, 4 heads, d_ff 1024, 4 layers, vocab 1000,
-/// gated-gelu.
+/// gated-gelu (the rest as the fixture's).
 pub fn umt5_small() -> Umt5Config {
     Umt5Config {
         vocab_size: 1000,
@@ -143,11 +140,7 @@ pub fn umt5_small() -> Umt5Config {
         d_ff: 1024,
         num_layers: 4,
         num_heads: 4,
-        relative_attention_num_buckets: 32,
-        relative_attention_max_distance: 128,
-        layer_norm_epsilon: 1e-6,
-        gated: true,
-        activation: FfnActivation::GeluTanh,
+        ..Umt5Config::tiny()
     }
 }
 
@@ -234,7 +227,7 @@ fn dit_train<B: AutodiffBackend>(
     let t = Tensor::<B, 1>::from_floats([637.0], device);
     Ok(train_loop(model, device, move |m| {
         let out = m.forward(x.clone(), t.clone(), ctx.clone())?;
-        Ok((out - target.clone()).powf_scalar(2.0).mean())
+        Ok((out - target.clone()).square().mean())
     }))
 }
 
