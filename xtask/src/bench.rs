@@ -533,17 +533,6 @@ fn run_peer(a: &SuiteArgs, rows: &[suite::Row]) -> Result<Vec<PeerRow>> {
         .collect()
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn suite(a: SuiteArgs) -> Result<()> {
     if a.list {
         for r in suite::ROWS {
@@ -646,7 +635,7 @@ fn suite(a: SuiteArgs) -> Result<()> {
          {:.0} s for the semgen side. \
          `cargo xtask bench suite --device {}{}`:\n\n{table}",
         a.device,
-        cpu_model(),
+        suite::cpu_model(),
         cpu_threads(),
         a.repeats,
         if a.peer {

@@ -480,7 +480,7 @@ impl<B: AutodiffBackend> Ctx<B> {
             csv.push('\n');
         }
         let csv_path = self.args.out.join(format!("{name}.csv"));
-        atomic_write(&csv_path, csv.as_bytes())?;
+        semgen_core::checkpoint::write_atomic(&csv_path, csv.as_bytes())?;
         let mut md = String::new();
         let mut command = format!("cargo xtask experiment {name}");
         if self.args.quick {
@@ -498,7 +498,10 @@ impl<B: AutodiffBackend> Ctx<B> {
         )?;
         writeln!(md)?;
         md.push_str(&out.markdown);
-        atomic_write(&self.args.out.join(format!("{name}.md")), md.as_bytes())?;
+        semgen_core::checkpoint::write_atomic(
+            &self.args.out.join(format!("{name}.md")),
+            md.as_bytes(),
+        )?;
         println!("{md}");
         println!(
             "wrote {} and {name}.png, {name}.md beside it",
@@ -550,23 +553,8 @@ impl Score {
 
 const SCORE_HEADER: [&str; 6] = ["colour", "motion", "shape", "background", "mean_hits", "fd"];
 
-fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 fn hardware() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = xtask::suite::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cores} cores of {cpu}")
 }

@@ -490,3 +490,16 @@ pub fn time(work: &mut Workload, repeats: usize) -> Result<Timing> {
         n: ms.len(),
     })
 }
+
+/// The CPU's model name (`/proc/cpuinfo`, Linux), for the headers of measured tables.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
