@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Retrains the shipped Shapes model after the encoder (runs/encoder): the VAE in two phases
 # (image, then inflated to video), the refiner + compression MLP on the new latents, the
-# semantic generator on the new z_sem, then assembles checkpoints/shapes-small and evaluates.
+# semantic generator on the new z_sem, assembles checkpoints/shapes-small, fine-tunes the
+# assembled VAE's decoder (encoder frozen: the latents stage 2 learned stay the same) and evaluates.
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble)
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder)
+# The decoder step starts from checkpoints/shapes-small/vae.safetensors, so run it once per assembly.
 # VAE_RESUME=--resume continues an interrupted video phase in runs/vae.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,24 @@ if step semantic; then
 fi
 if step assemble; then
   scripts/assemble-model.sh runs/encoder runs/refiner runs/semantic checkpoints/shapes-small
+fi
+if step decoder; then
+  $x train vae --config semgen-vae/configs/shapes-small-decoder.toml --out runs/vae-decoder > runs/vae-decoder.log 2>&1
+  cp runs/vae-decoder/vae.safetensors checkpoints/shapes-small/.vae.safetensors.tmp
+  mv checkpoints/shapes-small/.vae.safetensors.tmp checkpoints/shapes-small/vae.safetensors
+  python3 - <<'PY'
+import json, os, struct
+p = "checkpoints/shapes-small/model.json"
+m = json.load(open(p))
+f = open("checkpoints/shapes-small/vae.safetensors", "rb")
+meta = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+m.setdefault("provenance", {})["vae_decoder_run"] = {
+    "config": "semgen-vae/configs/shapes-small-decoder.toml", "step": int(meta["semgen.step"])}
+json.dump(m, open(p + ".tmp", "w"), indent=2)
+os.replace(p + ".tmp", p)
+PY
+  $x eval-vae --checkpoint checkpoints/shapes-small/vae.safetensors --count 32 > runs/vae-decoder-eval.log 2>&1
+  $x eval --checkpoint checkpoints/shapes-small --count 100 --source vae --out docs/results/pipeline-vae-ceiling.jsonl > runs/eval-vae.log 2>&1
   $x eval --checkpoint checkpoints/shapes-small --count 100 --out docs/results/pipeline-generated.jsonl > runs/eval-generated.log 2>&1
   $x eval --checkpoint checkpoints/shapes-small --count 100 --source real --out docs/results/pipeline-real.jsonl > runs/eval-real.log 2>&1
 fi

@@ -66,7 +66,7 @@ pub fn run_wan_dit<B: Backend>(
             tokens,
             tproj.clone(),
             &crate::wan_dit::TextCondition::Shared(text_emb.clone()),
-            (&layout.cos, &layout.sin),
+            &layout.rope,
             layout.plan(0),
         )
     });

@@ -109,24 +109,69 @@ pub fn grid_positions(f: usize, h: usize, w: usize) -> Vec<[f64; 3]> {
     v
 }
 
+/// Rotary tables ready to apply to `[B, H, N, D]` heads: `cos`/`sin` expanded to the head
+/// dimension (`[1, 1, N, D]`) and the signed permutation that forms each dimension's rotated
+/// partner (`[1, 1, D, D]`). Built once per token layout and shared by every layer and step, so
+/// neither the tables nor the matrix travel from the host again (on a GPU each would be an
+/// upload per call).
+#[derive(Debug, Clone)]
+pub struct RopeTables<B: Backend> {
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+    rotation: Tensor<B, 4>,
+}
+
+impl<B: Backend> RopeTables<B> {
+    /// Interleaved pairs `(x[2i], x[2i+1])` (Wan): `cos`/`sin` are `[N, D/2]`, one angle per pair.
+    pub fn interleaved(cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Self {
+        let [n, half] = cos.dims();
+        let d = 2 * half;
+        // Each angle covers a pair: `[c0, c0, c1, c1, …]`.
+        let pairs = |t: Tensor<B, 2>| {
+            t.reshape([n, half, 1])
+                .repeat_dim(2, 2)
+                .reshape([1, 1, n, d])
+        };
+        let rotation = rotation_matrix::<B>(d, Pairing::Interleaved, &cos.device()).unsqueeze();
+        Self {
+            cos: pairs(cos),
+            sin: pairs(sin),
+            rotation,
+        }
+    }
+
+    /// Rotate-half pairs `(x[i], x[i + D/2])` (Qwen, Llama): `cos`/`sin` are `[N, D]`.
+    pub fn rotate_half(cos: Tensor<B, 2>, sin: Tensor<B, 2>) -> Self {
+        let [n, d] = cos.dims();
+        let rotation = rotation_matrix::<B>(d, Pairing::Half, &cos.device()).unsqueeze();
+        Self {
+            cos: cos.reshape([1, 1, n, d]),
+            sin: sin.reshape([1, 1, n, d]),
+            rotation,
+        }
+    }
+
+    /// Number of token positions `N`.
+    pub fn num_tokens(&self) -> usize {
+        self.cos.dims()[2]
+    }
+
+    /// `x·cos + partner(x)·sin` for `x` of shape `[B, H, N, D]`.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let rot = x.clone().matmul(self.rotation.clone());
+        x * self.cos.clone() + rot * self.sin.clone()
+    }
+}
+
 /// Applies an interleaved-pair rotation: for each pair `(x[2i], x[2i+1])` and angle `a_i`,
 /// `(x0·cos − x1·sin, x0·sin + x1·cos)`. `x` is `[B, H, N, D]`, `cos`/`sin` are `[N, D/2]`.
+/// Builds the tables for this one call; models keep a [`RopeTables`] instead.
 pub fn apply_interleaved<B: Backend>(
     x: Tensor<B, 4>,
     cos: Tensor<B, 2>,
     sin: Tensor<B, 2>,
 ) -> Tensor<B, 4> {
-    let [_, _, n, d] = x.dims();
-    // Each angle covers a pair: `[c0, c0, c1, c1, …]`.
-    let pairs = |t: Tensor<B, 2>| {
-        t.reshape([n, d / 2, 1])
-            .repeat_dim(2, 2)
-            .reshape([1, 1, n, d])
-    };
-    let rot = x
-        .clone()
-        .matmul(rotation_matrix::<B>(d, Pairing::Interleaved, &x.device()).unsqueeze::<4>());
-    x * pairs(cos) + rot * pairs(sin)
+    RopeTables::interleaved(cos, sin).apply(x)
 }
 
 /// How a rotary embedding pairs the dimensions of a head.
@@ -191,17 +236,13 @@ pub fn qwen_rope_2d<B: Backend>(
 }
 
 /// `x·cos + rotate_half(x)·sin` with `rotate_half([x1, x2]) = [−x2, x1]`. `x` is `[B, H, N, D]`,
-/// `cos`/`sin` are `[N, D]`.
+/// `cos`/`sin` are `[N, D]`. Builds the tables for this one call; models keep a [`RopeTables`].
 pub fn apply_rotate_half<B: Backend>(
     x: Tensor<B, 4>,
     cos: Tensor<B, 2>,
     sin: Tensor<B, 2>,
 ) -> Tensor<B, 4> {
-    let [_, _, n, d] = x.dims();
-    let rot = x
-        .clone()
-        .matmul(rotation_matrix::<B>(d, Pairing::Half, &x.device()).unsqueeze::<4>());
-    x * cos.reshape([1, 1, n, d]) + rot * sin.reshape([1, 1, n, d])
+    RopeTables::rotate_half(cos, sin).apply(x)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::layers::{
     gelu_tanh, layer_norm, modulate, timestep_embedding, AffineLayerNorm, AffineLayerNormConfig,
     RmsNorm, RmsNormConfig,
 };
-use crate::rope::{apply_interleaved, grid_positions, Rope3d};
+use crate::rope::{grid_positions, Rope3d, RopeTables};
 use crate::ConfigError;
 use burn::module::Param;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
@@ -325,14 +325,14 @@ impl<B: Backend> WanAttention<B> {
     pub fn forward_self(
         &self,
         x: Tensor<B, 3>,
-        rope: (&Tensor<B, 2>, &Tensor<B, 2>),
+        rope: &RopeTables<B>,
         plan: &WindowPlan,
     ) -> Tensor<B, 3> {
         let q = self.split_heads(self.norm_q.forward(self.to_q.forward(x.clone())));
         let k = self.split_heads(self.norm_k.forward(self.to_k.forward(x.clone())));
         let v = self.split_heads(self.to_v.forward(x));
-        let q = apply_interleaved(q, rope.0.clone(), rope.1.clone());
-        let k = apply_interleaved(k, rope.0.clone(), rope.1.clone());
+        let q = rope.apply(q);
+        let k = rope.apply(k);
         self.to_out.forward(Self::merge_heads(plan.attend(q, k, v)))
     }
 
@@ -415,7 +415,7 @@ impl<B: Backend> WanBlock<B> {
         x: Tensor<B, 3>,
         tproj: Tensor<B, 3>,
         text: &TextCondition<B>,
-        rope: (&Tensor<B, 2>, &Tensor<B, 2>),
+        rope: &RopeTables<B>,
         plan: &WindowPlan,
     ) -> Tensor<B, 3> {
         let m = (self.scale_shift_table.val() + tproj).chunk(6, 1);
@@ -458,8 +458,8 @@ pub struct WanDit<B: Backend> {
 /// shape with [`WanDit::layout`] and reuse it for every step of a sampling loop.
 #[derive(Debug, Clone)]
 pub struct TokenLayout<B: Backend> {
-    pub cos: Tensor<B, 2>,
-    pub sin: Tensor<B, 2>,
+    /// The rotary tables of every token, built once for all layers and steps.
+    pub rope: RopeTables<B>,
     /// One plan per layer (shared by reference when equal).
     plans: Vec<std::sync::Arc<WindowPlan>>,
     /// Number of tokens of the main (patched) grid; extra tokens follow them.
@@ -476,7 +476,7 @@ impl<B: Backend> TokenLayout<B> {
     }
 
     pub fn num_tokens(&self) -> usize {
-        self.cos.dims()[0]
+        self.rope.num_tokens()
     }
 
     /// Assigns tokens to prompt segments by frame: segment `s` holds frames
@@ -583,8 +583,7 @@ impl<B: Backend> WanDit<B> {
             })
             .collect();
         TokenLayout {
-            cos,
-            sin,
+            rope: RopeTables::interleaved(cos, sin),
             plans,
             main_tokens: f * h * w,
             grid,
@@ -605,7 +604,7 @@ impl<B: Backend> WanDit<B> {
                 x,
                 tproj.clone(),
                 text,
-                (&layout.cos, &layout.sin),
+                &layout.rope,
                 layout.plan(i),
             );
         }

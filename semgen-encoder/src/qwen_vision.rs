@@ -21,7 +21,7 @@ use burn::tensor::activation::silu;
 use semgen_core::attention::{index_tensor, WindowPlan};
 use semgen_core::checkpoint::{KeyRule, LoadError, LoadOptions, LoadReport};
 use semgen_core::layers::{gelu_erf, RmsNorm, RmsNormConfig};
-use semgen_core::rope::{apply_rotate_half, qwen_rope_2d};
+use semgen_core::rope::{qwen_rope_2d, RopeTables};
 use semgen_core::ConfigError;
 use std::path::Path;
 
@@ -597,8 +597,7 @@ impl<B: Backend> VisionAttention<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
-        cos: &Tensor<B, 2>,
-        sin: &Tensor<B, 2>,
+        rope: &RopeTables<B>,
         plan: &WindowPlan,
     ) -> Tensor<B, 2> {
         let [n, dim] = x.dims();
@@ -613,8 +612,8 @@ impl<B: Backend> VisionAttention<B> {
                 .swap_dims(0, 1)
                 .unsqueeze::<4>()
         };
-        let q = apply_rotate_half(part(0), cos.clone(), sin.clone());
-        let k = apply_rotate_half(part(1), cos.clone(), sin.clone());
+        let q = rope.apply(part(0));
+        let k = rope.apply(part(1));
         let o = plan.attend(q, k, part(2));
         self.proj
             .forward(o.squeeze::<3>().swap_dims(0, 1).reshape([n, dim]))
@@ -648,11 +647,10 @@ impl<B: Backend> VisionBlock<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 2>,
-        cos: &Tensor<B, 2>,
-        sin: &Tensor<B, 2>,
+        rope: &RopeTables<B>,
         plan: &WindowPlan,
     ) -> Tensor<B, 2> {
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x), cos, sin, plan);
+        let x = x.clone() + self.attn.forward(self.norm1.forward(x), rope, plan);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
 }
@@ -792,9 +790,10 @@ impl<B: Backend> QwenVision<B> {
             .map(|&i| plan.position_ids[i].map(|v| v as f64))
             .collect();
         let (cos, sin) = qwen_rope_2d::<B>(cfg.head_dim(), cfg.rope_theta, &positions, &device);
+        let rope = RopeTables::rotate_half(cos, sin);
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, &cos, &sin, plan.segments(cfg, i));
+            x = block.forward(x, &rope, plan.segments(cfg, i));
         }
         let merged = self
             .merger

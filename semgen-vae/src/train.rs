@@ -158,6 +158,13 @@ pub struct TrainSection {
     /// Apply the anchor for the first this many steps only (then the latent is free).
     #[serde(default)]
     pub anchor_steps: u64,
+    /// Weight of the reconstruction error on object pixels (each object's `(2r + 3)²` box around
+    /// its true centre, per frame) relative to background pixels (weight 1). Objects cover
+    /// 5–15 % of a Shapes frame and carry every attribute the oracle checks (colour, shape,
+    /// motion); with uniform weights the decoder spends its capacity on the background first
+    /// (docs/vae.md, session 7). 1 = uniform (the plain L1 + MSE).
+    #[serde(default = "default_one")]
+    pub object_weight: f64,
     /// End the run after this step (saving it) while the learning-rate schedule still runs to
     /// `steps`: how a run that was cut short on purpose is reproduced. `None` = run to `steps`.
     #[serde(default)]
@@ -203,6 +210,7 @@ impl VaeTrainConfig {
                 grad_clip: None,
                 anchor_weight: 0.0,
                 anchor_steps: 0,
+                object_weight: 1.0,
                 stop_at: None,
                 seed: 0,
             },
@@ -246,6 +254,7 @@ impl VaeTrainConfig {
                 grad_clip: Some(1.0),
                 anchor_weight: 1.0,
                 anchor_steps: 3000,
+                object_weight: 1.0,
                 stop_at: Some(2100),
                 seed: 0,
             },
@@ -289,7 +298,53 @@ impl VaeTrainConfig {
                 grad_clip: Some(0.5),
                 anchor_weight: 1.0,
                 anchor_steps: 300,
+                object_weight: 1.0,
                 stop_at: None,
+                seed: 0,
+            },
+        }
+    }
+
+    /// `configs/shapes-small-decoder.toml`: phase 3 of the shipped VAE, the decoder of the
+    /// assembled model's VAE fine-tuned on whole 9×64×64 clips with the encoder frozen and
+    /// object pixels weighted 5× (latents and their statistics unchanged).
+    pub fn shapes_small_decoder() -> Self {
+        Self {
+            model: ModelSection {
+                preset: "shapes-small".into(),
+                z_dim: None,
+                init_from: Some("checkpoints/shapes-small/vae.safetensors".into()),
+                inflate: false,
+            },
+            data: DataSection {
+                seed: 0,
+                frames: 9,
+                height: 64,
+                width: 64,
+                max_objects: 2,
+                batch_size: 1,
+                crop: None,
+                random_crop: false,
+                still_frames: false,
+                clips: None,
+            },
+            train: TrainSection {
+                steps: 1500,
+                lr: 5e-5,
+                weight_decay: 1e-4,
+                l1_weight: 1.0,
+                mse_weight: 1.0,
+                kl_weight: 0.0,
+                checkpoint_every: 100,
+                decoder_only: true,
+                sample_posterior: false,
+                warmup: 100,
+                final_lr_ratio: 0.1,
+                grad_clip: Some(0.5),
+                anchor_weight: 0.0,
+                anchor_steps: 0,
+                object_weight: 5.0,
+                stop_at: Some(1000),
                 seed: 0,
             },
         }
@@ -391,12 +446,38 @@ pub fn vae_loss<B: Backend>(
     logvar: Tensor<B, 5>,
     w: LossWeights,
 ) -> VaeLoss<B> {
+    weighted_vae_loss(video, recon, mu, logvar, None, w)
+}
+
+/// [`vae_loss`] with per-element weights on the reconstruction terms (`pixel_weights`, the
+/// shape of `video`): the L1 and MSE in `total` become `Σ w·e / Σ w`, a weighted mean, while
+/// the reported `l1` and `mse` stay the plain means (comparable across runs).
+pub fn weighted_vae_loss<B: Backend>(
+    video: Tensor<B, 5>,
+    recon: Tensor<B, 5>,
+    mu: Tensor<B, 5>,
+    logvar: Tensor<B, 5>,
+    pixel_weights: Option<Tensor<B, 5>>,
+    w: LossWeights,
+) -> VaeLoss<B> {
     let diff = recon - video;
-    let l1 = diff.clone().abs().mean();
-    let mse = diff.square().mean();
+    let abs = diff.clone().abs();
+    let sq = diff.square();
+    let l1 = abs.clone().mean();
+    let mse = sq.clone().mean();
+    let (l1_term, mse_term) = match pixel_weights {
+        Some(pw) => {
+            let norm = pw.clone().sum();
+            (
+                (abs * pw.clone()).sum() / norm.clone(),
+                (sq * pw).sum() / norm,
+            )
+        }
+        None => (l1.clone(), mse.clone()),
+    };
     let logvar = logvar.clamp(-30.0, 20.0);
     let kl = ((mu.square() + logvar.clone().exp() - logvar - 1.0) * 0.5).mean();
-    let total = l1.clone() * w.l1 + mse.clone() * w.mse + kl.clone() * w.kl;
+    let total = l1_term * w.l1 + mse_term * w.mse + kl.clone() * w.kl;
     let anchor = total.zeros_like();
     VaeLoss {
         total,
@@ -405,6 +486,42 @@ pub fn vae_loss<B: Backend>(
         kl,
         anchor,
     }
+}
+
+/// Per-pixel loss weights `[B, 3, T, H, W]` for whole clips: `weight` inside each object's box
+/// `|dx|, |dy| ≤ r + 1.5` around its true centre in each frame (every Shapes shape lies inside
+/// `|dx|, |dy| ≤ r`; the margin takes the anti-aliased edge), 1 elsewhere. Built on the host
+/// at full shape: broadcasting a size-1 channel axis is slow on the CPU backend.
+pub fn object_weight_map<B: Backend>(
+    plans: &[&semgen_data::ClipPlan],
+    weight: f64,
+    device: &B::Device,
+) -> Tensor<B, 5> {
+    let Some(first) = plans.first() else {
+        return Tensor::zeros([0, 3, 0, 0, 0], device);
+    };
+    let (t, h, w) = (first.frames(), first.height, first.width);
+    let mut values = vec![1.0f32; plans.len() * 3 * t * h * w];
+    for (b, plan) in plans.iter().enumerate() {
+        for object in &plan.objects {
+            let half = object.size.radius(h) + 1.5;
+            for (f, [cx, cy]) in object.centres.iter().enumerate().take(t) {
+                for y in 0..h {
+                    if ((y as f64 + 0.5) - cy).abs() > half {
+                        continue;
+                    }
+                    for x in 0..w {
+                        if ((x as f64 + 0.5) - cx).abs() <= half {
+                            for c in 0..3 {
+                                values[(((b * 3 + c) * t + f) * h + y) * w + x] = weight as f32;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [plans.len(), 3, t, h, w]), device)
 }
 
 /// Standard normal noise from `(seed, step)` on the host, so resumed runs draw the same noise.
@@ -458,7 +575,25 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
     /// A fresh run; the initial weights come from `B`'s RNG seeded with `train.seed`.
     pub fn new(config: VaeTrainConfig, device: &B::Device) -> Result<Self, TrainError> {
         B::seed(device, config.train.seed);
-        let model_config = config.model_config()?;
+        let mut model_config = config.model_config()?;
+        if let (Some(path), true) = (&config.model.init_from, config.train.decoder_only) {
+            // The encoder stays frozen, so the latent statistics that downstream models were
+            // trained with (stored beside the starting weights) stay exact: keep them.
+            let init_err = |source| TrainError::InitFrom {
+                path: path.clone(),
+                source,
+            };
+            if let Ok(meta) = semgen_core::checkpoint::read_meta(path) {
+                let stored = WanVaeConfig::from_diffusers_json(&meta.config.to_string())
+                    .map_err(|e| {
+                        init_err(semgen_core::checkpoint::LoadError::Invalid(e.to_string()))
+                    })?;
+                if stored.z_dim == model_config.z_dim {
+                    model_config.latents_mean = stored.latents_mean;
+                    model_config.latents_std = stored.latents_std;
+                }
+            }
+        }
         let mut model = model_config.init::<B>(device)?;
         if let Some(path) = &config.model.init_from {
             model = WanVae::<B>::load(&model_config, path, device)
@@ -516,44 +651,65 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
 
     /// The clips of step `s`: training clips `s·B .. (s+1)·B` (modulo `data.clips`).
     pub fn batch(&self, step: u64) -> Result<Tensor<B, 5>, TrainError> {
+        Ok(self.batch_and_weights(step)?.0)
+    }
+
+    /// [`Self::batch`] and, when `train.object_weight != 1`, the per-pixel loss weights of the
+    /// same frames and window (`[B, 3, T, H, W]`).
+    pub fn batch_and_weights(
+        &self,
+        step: u64,
+    ) -> Result<(Tensor<B, 5>, Option<Tensor<B, 5>>), TrainError> {
         let b = self.config.data.batch_size.max(1) as u64;
         let clips = (step * b..(step + 1) * b)
             .map(|i| self.config.data.clips.map_or(i, |n| i % n.max(1)))
-            .map(|i| self.world.clip(Split::Train, i).map(|c| c.video))
+            .map(|i| self.world.clip(Split::Train, i))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut x = videos_to_tensor(&clips, &self.device)?;
+        let ow = self.config.train.object_weight;
+        let mut weights = (ow != 1.0).then(|| {
+            let plans: Vec<_> = clips.iter().map(|c| &c.plan).collect();
+            object_weight_map::<B>(&plans, ow, &self.device)
+        });
+        let videos: Vec<_> = clips.into_iter().map(|c| c.video).collect();
+        let mut x = videos_to_tensor(&videos, &self.device)?;
         if self.config.data.still_frames {
             // One frame of each clip, chosen from (seed, step) so a resumed run sees the same.
             let mut rng = rand::rngs::StdRng::seed_from_u64(
                 !self.config.train.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03),
             );
             let t = x.dims()[2];
-            let frames = (0..x.dims()[0])
-                .map(|i| {
-                    let f = rng.random_range(0..t);
-                    x.clone().narrow(0, i, 1).narrow(2, f, 1)
-                })
-                .collect();
-            x = Tensor::cat(frames, 0);
+            let picks: Vec<usize> = (0..x.dims()[0]).map(|_| rng.random_range(0..t)).collect();
+            let pick = |x: Tensor<B, 5>| {
+                let frames = picks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &f)| x.clone().narrow(0, i, 1).narrow(2, f, 1))
+                    .collect();
+                Tensor::cat(frames, 0)
+            };
+            x = pick(x);
+            weights = weights.map(pick);
         }
-        Ok(match self.config.data.crop {
+        let [_, _, _, h, w] = x.dims();
+        let window = match self.config.data.crop {
             // One crop window per step, on the 8-px latent grid, drawn from (seed, step): the
             // model sees borders and corners, and a resumed run sees the same crops.
             Some(c) if self.config.data.random_crop => {
-                let [_, _, _, h, w] = x.dims();
                 let mut rng = rand::rngs::StdRng::seed_from_u64(
                     self.config.train.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 );
                 let y0 = 8 * rng.random_range(0..=(h - c) / 8);
                 let x0 = 8 * rng.random_range(0..=(w - c) / 8);
-                x.narrow(3, y0, c).narrow(4, x0, c)
+                Some((y0, x0, c))
             }
-            Some(c) => {
-                let [_, _, _, h, w] = x.dims();
-                x.narrow(3, (h - c) / 2, c).narrow(4, (w - c) / 2, c)
-            }
+            Some(c) => Some(((h - c) / 2, (w - c) / 2, c)),
+            None => None,
+        };
+        let crop = |x: Tensor<B, 5>| match window {
+            Some((y0, x0, c)) => x.narrow(3, y0, c).narrow(4, x0, c),
             None => x,
-        })
+        };
+        Ok((crop(x), weights.map(crop)))
     }
 
     /// The loss of the model on `video` with the posterior noise of `step`.
@@ -563,12 +719,25 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
         video: Tensor<B, 5>,
         step: u64,
     ) -> Result<VaeLoss<B>, TrainError> {
+        self.weighted_loss(model, video, None, step)
+    }
+
+    /// [`Self::loss`] with the per-pixel weights of [`Self::batch_and_weights`].
+    pub fn weighted_loss(
+        &self,
+        model: &WanVae<B>,
+        video: Tensor<B, 5>,
+        pixel_weights: Option<Tensor<B, 5>>,
+        step: u64,
+    ) -> Result<VaeLoss<B>, TrainError> {
         let z = model.config.z_dim;
-        let moments = model.encode_moments(video.clone())?;
         let moments = if self.config.train.decoder_only {
-            moments.detach()
+            // The frozen encoder runs on the inner backend: no autodiff graph is recorded for
+            // it at all. (Recording it and detaching the result leaked the unused graph,
+            // ~15 MB per step, and slowed every step.)
+            Tensor::from_inner(model.valid().encode_moments(video.clone().inner())?)
         } else {
-            moments
+            model.encode_moments(video.clone())?
         };
         let mu = moments.clone().narrow(1, 0, z);
         let logvar = moments.narrow(1, z, z);
@@ -583,11 +752,12 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
         let t = &self.config.train;
         let anchor_on = t.anchor_weight > 0.0 && step < t.anchor_steps;
         let anchor_target = anchor_on.then(|| latent_cell_means(video.clone()));
-        let mut loss = vae_loss(
+        let mut loss = weighted_vae_loss(
             video,
             recon,
             mu.clone(),
             logvar,
+            pixel_weights,
             LossWeights {
                 l1: t.l1_weight,
                 mse: t.mse_weight,
@@ -607,8 +777,8 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
 
     /// One AdamW step.
     pub fn train_step(&mut self) -> Result<StepStats, TrainError> {
-        let video = self.batch(self.step)?;
-        let loss = self.loss(&self.model, video, self.step)?;
+        let (video, weights) = self.batch_and_weights(self.step)?;
+        let loss = self.weighted_loss(&self.model, video, weights, self.step)?;
         let scalar = |t: &Tensor<B, 1>| t.clone().into_scalar().elem::<f64>();
         let stats = StepStats {
             step: self.step + 1,

@@ -40,6 +40,10 @@ fn config_files_are_the_presets() {
         VaeTrainConfig::shapes_small_image()
     );
     assert_eq!(
+        config_file("shapes-small-decoder.toml"),
+        VaeTrainConfig::shapes_small_decoder()
+    );
+    assert_eq!(
         VaeTrainConfig::from_toml(&VaeTrainConfig::tiny().to_toml()).unwrap(),
         VaeTrainConfig::tiny()
     );
@@ -194,4 +198,89 @@ fn missing_init_weights_are_a_typed_error() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("trained without its initial weights"),
     }
+}
+
+/// The object weights cover each object's box around its true centre in every frame, follow the
+/// same frame and crop window as the clip, and a weight of 1 everywhere gives the plain loss.
+#[test]
+fn object_weights_mark_the_objects_and_uniform_weights_change_nothing() {
+    use burn::tensor::Tensor;
+    use semgen_vae::train::{vae_loss, weighted_vae_loss, LossWeights};
+    let mut cfg = VaeTrainConfig::tiny();
+    cfg.data.crop = None;
+    cfg.train.object_weight = 4.0;
+    let trainer = VaeTrainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+    let (video, weights) = trainer.batch_and_weights(0).unwrap();
+    let weights = weights.expect("object_weight 4 gives weights");
+    assert_eq!(weights.dims(), video.dims());
+    let world = semgen_data::ShapesWorld::new(semgen_data::WorldConfig {
+        seed: cfg.data.seed,
+        frames: cfg.data.frames,
+        height: cfg.data.height,
+        width: cfg.data.width,
+        max_objects: cfg.data.max_objects,
+        ..Default::default()
+    })
+    .unwrap();
+    let clip = world.clip(semgen_data::Split::Train, 0).unwrap();
+    let values = weights.clone().into_data().to_vec::<f32>().unwrap();
+    let [_, _, t, h, w] = weights.dims();
+    let at = |c: usize, f: usize, y: usize, x: usize| values[((c * t + f) * h + y) * w + x];
+    for object in &clip.plan.objects {
+        for f in 0..t {
+            let [cx, cy] = object.centres[f];
+            // The pixel holding the centre is an object pixel in every channel.
+            for c in 0..3 {
+                assert_eq!(at(c, f, cy as usize, cx as usize), 4.0);
+            }
+        }
+    }
+    let marked = values.iter().filter(|&&v| v == 4.0).count();
+    assert!(marked > 0 && marked < values.len() / 2, "{marked} of {}", values.len());
+    assert!(values.iter().all(|&v| v == 1.0 || v == 4.0));
+    // Uniform weights: exactly the unweighted loss.
+    let recon = video.clone() * 0.5;
+    let mu = Tensor::<B, 5>::zeros([1, 4, 2, 4, 4], &Default::default());
+    let lw = LossWeights { l1: 1.0, mse: 1.0, kl: 0.0 };
+    let plain = vae_loss(video.clone(), recon.clone(), mu.clone(), mu.clone(), lw);
+    let ones = weighted_vae_loss(
+        video.clone(),
+        recon.clone(),
+        mu.clone(),
+        mu.clone(),
+        Some(video.ones_like()),
+        lw,
+    );
+    let scalar = |x: Tensor<B, 1>| x.into_scalar();
+    let (a, b) = (scalar(plain.total), scalar(ones.total));
+    assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    // The still-frame, cropped batch carries the same window of the weights.
+    cfg.data.crop = Some(16);
+    cfg.data.random_crop = true;
+    cfg.data.still_frames = true;
+    let trainer = VaeTrainer::<B>::new(cfg, &Default::default()).unwrap();
+    let (video, weights) = trainer.batch_and_weights(3).unwrap();
+    assert_eq!(weights.unwrap().dims(), video.dims());
+}
+
+/// A decoder-only run keeps the latent statistics stored with its starting weights (the frozen
+/// encoder makes the same latents, so the pipeline's normalisation stays valid); a joint run
+/// starts from the preset's identity statistics.
+#[test]
+fn decoder_only_runs_keep_the_stored_latent_statistics() {
+    let dir = std::env::temp_dir().join(format!("semgen-vae-stats-{}", std::process::id()));
+    let mut start = VaeTrainer::<B>::new(VaeTrainConfig::tiny(), &Default::default()).unwrap();
+    start.model.config.latents_mean = vec![0.5, -0.25, 0.125, 1.0];
+    start.model.config.latents_std = vec![2.0, 0.5, 1.5, 0.75];
+    start.save(&dir).unwrap();
+    let mut cfg = VaeTrainConfig::tiny();
+    cfg.model.init_from = Some(dir.join(CHECKPOINT_FILE));
+    cfg.train.decoder_only = true;
+    let kept = VaeTrainer::<B>::new(cfg.clone(), &Default::default()).unwrap();
+    assert_eq!(kept.model.config.latents_mean, vec![0.5, -0.25, 0.125, 1.0]);
+    assert_eq!(kept.model.config.latents_std, vec![2.0, 0.5, 1.5, 0.75]);
+    cfg.train.decoder_only = false;
+    let joint = VaeTrainer::<B>::new(cfg, &Default::default()).unwrap();
+    assert_eq!(joint.model.config.latents_mean, vec![0.0; 4]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
