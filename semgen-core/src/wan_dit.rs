@@ -600,13 +600,7 @@ impl<B: Backend> WanDit<B> {
         text: &TextCondition<B>,
     ) -> Tensor<B, 3> {
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(
-                x,
-                tproj.clone(),
-                text,
-                &layout.rope,
-                layout.plan(i),
-            );
+            x = block.forward(x, tproj.clone(), text, &layout.rope, layout.plan(i));
         }
         x
     }

@@ -584,8 +584,8 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
                 source,
             };
             if let Ok(meta) = semgen_core::checkpoint::read_meta(path) {
-                let stored = WanVaeConfig::from_diffusers_json(&meta.config.to_string())
-                    .map_err(|e| {
+                let stored =
+                    WanVaeConfig::from_diffusers_json(&meta.config.to_string()).map_err(|e| {
                         init_err(semgen_core::checkpoint::LoadError::Invalid(e.to_string()))
                     })?;
                 if stored.z_dim == model_config.z_dim {

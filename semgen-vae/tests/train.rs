@@ -236,12 +236,20 @@ fn object_weights_mark_the_objects_and_uniform_weights_change_nothing() {
         }
     }
     let marked = values.iter().filter(|&&v| v == 4.0).count();
-    assert!(marked > 0 && marked < values.len() / 2, "{marked} of {}", values.len());
+    assert!(
+        marked > 0 && marked < values.len() / 2,
+        "{marked} of {}",
+        values.len()
+    );
     assert!(values.iter().all(|&v| v == 1.0 || v == 4.0));
     // Uniform weights: exactly the unweighted loss.
     let recon = video.clone() * 0.5;
     let mu = Tensor::<B, 5>::zeros([1, 4, 2, 4, 4], &Default::default());
-    let lw = LossWeights { l1: 1.0, mse: 1.0, kl: 0.0 };
+    let lw = LossWeights {
+        l1: 1.0,
+        mse: 1.0,
+        kl: 0.0,
+    };
     let plain = vae_loss(video.clone(), recon.clone(), mu.clone(), mu.clone(), lw);
     let ones = weighted_vae_loss(
         video.clone(),
