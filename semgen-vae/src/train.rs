@@ -307,45 +307,33 @@ impl VaeTrainConfig {
 
     /// `configs/shapes-small-decoder.toml`: phase 3 of the shipped VAE, the decoder of the
     /// assembled model's VAE fine-tuned on whole 9×64×64 clips with the encoder frozen and
-    /// object pixels weighted 5× (latents and their statistics unchanged).
+    /// object pixels weighted 5× (latents and their statistics unchanged). Written as its
+    /// differences from phase 2.
     pub fn shapes_small_decoder() -> Self {
+        let phase2 = Self::shapes_small();
         Self {
             model: ModelSection {
-                preset: "shapes-small".into(),
-                z_dim: None,
                 init_from: Some("checkpoints/shapes-small/vae.safetensors".into()),
                 inflate: false,
+                ..phase2.model
             },
             data: DataSection {
-                seed: 0,
-                frames: 9,
-                height: 64,
-                width: 64,
-                max_objects: 2,
                 batch_size: 1,
                 crop: None,
                 random_crop: false,
-                still_frames: false,
-                clips: None,
+                ..phase2.data
             },
             train: TrainSection {
                 steps: 1500,
                 lr: 5e-5,
-                weight_decay: 1e-4,
-                l1_weight: 1.0,
-                mse_weight: 1.0,
                 kl_weight: 0.0,
-                checkpoint_every: 100,
                 decoder_only: true,
-                sample_posterior: false,
                 warmup: 100,
-                final_lr_ratio: 0.1,
-                grad_clip: Some(0.5),
                 anchor_weight: 0.0,
                 anchor_steps: 0,
                 object_weight: 5.0,
                 stop_at: Some(1000),
-                seed: 0,
+                ..phase2.train
             },
         }
     }
@@ -578,7 +566,9 @@ impl<B: AutodiffBackend> VaeTrainer<B> {
         let mut model_config = config.model_config()?;
         if let (Some(path), true) = (&config.model.init_from, config.train.decoder_only) {
             // The encoder stays frozen, so the latent statistics that downstream models were
-            // trained with (stored beside the starting weights) stay exact: keep them.
+            // trained with (stored beside the starting weights) stay exact: keep them. A file
+            // without semgen metadata (a diffusers or original Wan state dict) has none to keep;
+            // `WanVae::load` below reports any other problem with it.
             let init_err = |source| TrainError::InitFrom {
                 path: path.clone(),
                 source,
