@@ -2,10 +2,12 @@
 # Retrains the shipped Shapes model after the encoder (runs/encoder): the VAE in two phases
 # (image, then inflated to video), the refiner + compression MLP on the new latents, the
 # semantic generator on the new z_sem, assembles checkpoints/shapes-small, fine-tunes the
-# assembled VAE's decoder (encoder frozen: the latents stage 2 learned stay the same) and evaluates.
+# assembled VAE's decoder (encoder frozen: the latents stage 2 learned stay the same), fine-tunes
+# stage 2 with the object cells weighted up and retrains stage 1 on its MLP, and evaluates.
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder)
-# The decoder step starts from checkpoints/shapes-small/vae.safetensors, so run it once per assembly.
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | eval)
+# The decoder step starts from checkpoints/shapes-small/vae.safetensors, so run it once per assembly;
+# the objects step starts from runs/refiner and runs/vae-decoder.
 # VAE_RESUME=--resume continues an interrupted video phase in runs/vae.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +48,34 @@ json.dump(m, open(p + ".tmp", "w"), indent=2)
 os.replace(p + ".tmp", p)
 PY
   $x eval-vae --checkpoint checkpoints/shapes-small/vae.safetensors --count 32 > runs/vae-decoder-eval.log 2>&1
+fi
+if step objects; then
+  # Stage 2 fine-tuned with object cells weighted up (1000 steps, then 2000 with the compression
+  # MLP frozen), stage 1 retrained on the fine-tuned MLP; installed into the assembled model.
+  $x train refiner --config configs/shapes-small/refiner-objects.toml --out runs/refiner-objects > runs/refiner-objects.log 2>&1
+  $x train semantic --config configs/shapes-small/semantic-objects.toml --out runs/semantic-objects > runs/semantic-objects.log 2>&1
+  $x train refiner --config configs/shapes-small/refiner-objects-frozen.toml --out runs/refiner-objects-frozen > runs/refiner-objects-frozen.log 2>&1
+  for f in refiner compressor; do
+    cp runs/refiner-objects-frozen/$f.safetensors checkpoints/shapes-small/.$f.safetensors.tmp
+    mv checkpoints/shapes-small/.$f.safetensors.tmp checkpoints/shapes-small/$f.safetensors
+  done
+  cp runs/semantic-objects/semantic_dit.safetensors checkpoints/shapes-small/.semantic_dit.safetensors.tmp
+  mv checkpoints/shapes-small/.semantic_dit.safetensors.tmp checkpoints/shapes-small/semantic_dit.safetensors
+  python3 - <<'PY'
+import json, os
+p = "checkpoints/shapes-small/model.json"
+m = json.load(open(p))
+last = lambda run: [json.loads(l) for l in open(f"{run}/train_log.jsonl")][-1]
+prov = m.setdefault("provenance", {})
+prov["refiner_objects_runs"] = {
+    "configs": ["configs/shapes-small/refiner-objects.toml", "configs/shapes-small/refiner-objects-frozen.toml"],
+    "last": [last("runs/refiner-objects"), last("runs/refiner-objects-frozen")]}
+prov["semantic_run"] = dict(last("runs/semantic-objects"), config="configs/shapes-small/semantic-objects.toml")
+json.dump(m, open(p + ".tmp", "w"), indent=2)
+os.replace(p + ".tmp", p)
+PY
+fi
+if step eval; then
   $x eval --checkpoint checkpoints/shapes-small --count 100 --source vae --out docs/results/pipeline-vae-ceiling.jsonl > runs/eval-vae.log 2>&1
   $x eval --checkpoint checkpoints/shapes-small --count 100 --out docs/results/pipeline-generated.jsonl > runs/eval-generated.log 2>&1
   $x eval --checkpoint checkpoints/shapes-small --count 100 --source real --out docs/results/pipeline-real.jsonl > runs/eval-real.log 2>&1

@@ -82,6 +82,11 @@ pub struct ModelSettings {
     pub semantic_guidance: f64,
     pub refiner_steps: usize,
     pub refiner_guidance: f64,
+    /// The refiner's guidance on its semantic condition `g_s` (1 = none; paper-style CFG over
+    /// `z_sem`, which the refiner was trained to drop 10 % of the time). Files written before
+    /// it existed read as 1.
+    #[serde(default = "one")]
+    pub refiner_semantic_guidance: f64,
     pub shift: f64,
     /// Training steps of each component, for `semgen info`.
     #[serde(default)]
@@ -97,6 +102,10 @@ pub struct ModelSettings {
     pub semantic_source: crate::train::SemanticSource,
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 impl ModelSettings {
     /// The Shapes-world defaults (17×64×64 clips, 16-frame segments).
     pub fn shapes() -> Self {
@@ -110,7 +119,8 @@ impl ModelSettings {
             semantic_steps: 20,
             semantic_guidance: 3.0,
             refiner_steps: 20,
-            refiner_guidance: 2.0,
+            refiner_guidance: 4.0,
+            refiner_semantic_guidance: 1.0,
             shift: 3.0,
             provenance: serde_json::Value::Null,
             semantic_source: Default::default(),

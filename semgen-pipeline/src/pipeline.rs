@@ -89,6 +89,14 @@ pub struct GenerateRequest {
     pub seed: u64,
     pub semantic: StageSettings,
     pub refiner: StageSettings,
+    /// The refiner's guidance on `z_sem` (`g_s`, 1 = none); requests saved before it existed
+    /// read as 1.
+    #[serde(default = "one")]
+    pub refiner_semantic_guidance: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl GenerateRequest {
@@ -117,6 +125,7 @@ impl GenerateRequest {
                 guidance: s.refiner_guidance,
                 shift: s.shift,
             },
+            refiner_semantic_guidance: s.refiner_semantic_guidance,
         }
     }
 }
@@ -142,14 +151,18 @@ fn sampler(s: &StageSettings) -> Result<SamplerConfig, PipelineError> {
         shift: s.shift,
     };
     c.validate()?;
-    if !(s.guidance.is_finite() && s.guidance >= 0.0) {
+    check_guidance(s.guidance)?;
+    Ok(c)
+}
+
+fn check_guidance(g: f64) -> Result<(), PipelineError> {
+    if !(g.is_finite() && g >= 0.0) {
         return Err(semgen_core::ConfigError::invalid(format!(
-            "guidance must be a non-negative number, got {}",
-            s.guidance
+            "guidance must be a non-negative number, got {g}"
         ))
         .into());
     }
-    Ok(c)
+    Ok(())
 }
 
 impl<B: Backend> SemgenModel<B> {
@@ -204,6 +217,7 @@ impl<B: Backend> SemgenModel<B> {
         }
         sampler(&req.semantic)?;
         sampler(&req.refiner)?;
+        check_guidance(req.refiner_semantic_guidance)?;
         Ok(())
     }
 
@@ -310,7 +324,7 @@ impl<B: Backend> SemgenModel<B> {
             z_sem,
             RefinerGuidance {
                 text: req.refiner.guidance,
-                semantic: 1.0,
+                semantic: req.refiner_semantic_guidance,
             },
         );
         let z = self.vae.config.z_dim;

@@ -48,6 +48,11 @@ pub struct Inputs {
     /// A folder for feature-pool caches (see [`FeaturePool::cached`]); none = no cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_cache: Option<PathBuf>,
+    /// Refiner only: start from the refiner and compression MLP of this folder (a refiner run
+    /// or a model folder) instead of a fresh init: a fine-tune. Their stored configs must equal
+    /// this run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 /// Where the semantic tokens of a run come from.
@@ -130,10 +135,32 @@ pub struct RefinerModel {
     pub compress: bool,
     pub kl_weight: f64,
     pub sem_noise_max: f64,
+    /// Loss weight of the latent cells that hold an object in any of their frames (the rest
+    /// weigh 1; the loss is the weighted mean, [`latent_object_weights`]). 1 = the plain mean.
+    /// The Shapes objects cover a few cells of each 8×8 latent frame, so with the plain mean
+    /// the background dominates the loss.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub object_weight: f64,
+    /// Keep the compression MLP of `[inputs] init_from` fixed (only the refiner learns), so
+    /// that a stage 1 trained on that MLP's `z_sem` stays valid for the fine-tuned refiner.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub freeze_compressor: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// `cargo xtask train refiner --config FILE`.
@@ -200,6 +227,61 @@ impl<B: Backend> Frozen<B> {
     }
 }
 
+/// The Shapes world a pool's clips come from.
+fn pool_world(data: &DataConfig) -> Result<ShapesWorld, TrainError> {
+    ShapesWorld::new(WorldConfig {
+        seed: data.world_seed,
+        frames: data.frames,
+        height: data.height,
+        width: data.width,
+        max_objects: data.max_objects,
+        ..WorldConfig::default()
+    })
+    .map_err(TrainError::task)
+}
+
+/// Loss weights per latent cell, `[N, 1, F, h, w]` for clips `[N, 3, T, H, W]` under a causal
+/// VAE (latent frame 0 = pixel frame 0, latent frame `j ≥ 1` = pixel frames `4j−3 ..= 4j`) with
+/// `spatial`-pixel cells: `weight` where some pixel of the cell, in one of its frames, lies in
+/// an object's box (its true centre ± radius + 1.5 px, the box of semgen-vae's
+/// `object_weight_map`), 1 elsewhere.
+pub fn latent_object_weights<B: Backend>(
+    plans: &[semgen_data::ClipPlan],
+    weight: f64,
+    spatial: usize,
+    device: &B::Device,
+) -> Tensor<B, 5> {
+    let Some(first) = plans.first() else {
+        return Tensor::zeros([0, 1, 0, 0, 0], device);
+    };
+    let (t, h, w) = (first.frames(), first.height, first.width);
+    let (f, lh, lw) = ((t - 1) / 4 + 1, h / spatial, w / spatial);
+    let mut values = vec![1.0f32; plans.len() * f * lh * lw];
+    for (b, plan) in plans.iter().enumerate() {
+        for object in &plan.objects {
+            let half = object.size.radius(h) + 1.5;
+            for (frame, &[cx, cy]) in object.centres.iter().enumerate().take(t) {
+                let lf = frame.div_ceil(4);
+                // The cells whose pixel centres y + 0.5 fall in [c − half, c + half].
+                let cells = |c: f64, n: usize| {
+                    let lo = (c - half - 0.5).ceil().max(0.0) as usize;
+                    let hi = (c + half - 0.5).floor().min((n * spatial) as f64 - 1.0);
+                    (hi >= lo as f64).then(|| (lo / spatial, hi as usize / spatial))
+                };
+                let (Some((y0, y1)), Some((x0, x1))) = (cells(cy, lh), cells(cx, lw)) else {
+                    continue;
+                };
+                for y in y0..=y1 {
+                    for x in x0..=x1 {
+                        values[((b * f + lf) * lh + y) * lw + x] = weight as f32;
+                    }
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [plans.len(), 1, f, lh, lw]), device)
+}
+
 /// `N` clips through the frozen models.
 #[derive(Debug, Clone)]
 pub struct FeaturePool<B: Backend> {
@@ -221,15 +303,7 @@ impl<B: Backend> FeaturePool<B> {
         split: Split,
         with_latents: bool,
     ) -> Result<Self, TrainError> {
-        let world = ShapesWorld::new(WorldConfig {
-            seed: data.world_seed,
-            frames: data.frames,
-            height: data.height,
-            width: data.width,
-            max_objects: data.max_objects,
-            ..WorldConfig::default()
-        })
-        .map_err(TrainError::task)?;
+        let world = pool_world(data)?;
         let device = frozen.vae.quant_conv.weight.device();
         let from_vae = data.semantic_source == SemanticSource::Vae;
         let (mut lat, mut feat, mut txt, mut captions) = (vec![], vec![], vec![], vec![]);
@@ -543,6 +617,27 @@ fn save<B: Backend, M: Module<B> + burn::store::ModuleSnapshot<B>>(
 // Stage 2: refiner + compression MLP
 // ---------------------------------------------------------------------------------------------
 
+/// Loads the weights of `path` into `module` after checking that the file's stored config is
+/// `config` (a fine-tune keeps the architecture).
+fn init_from<B, C, M>(module: M, config: &C, path: &Path, component: &str) -> Result<M, TrainError>
+where
+    B: Backend,
+    C: serde::de::DeserializeOwned + crate::model::ParamFloor + PartialEq + std::fmt::Debug,
+    M: Module<B> + burn::store::ModuleSnapshot<B>,
+{
+    let stored: C = crate::model::stored_config(path, component).map_err(TrainError::task)?;
+    if &stored != config {
+        return Err(TrainError::task(format!(
+            "init_from: {} holds a {component} of another config ({stored:?}) than this run's ({config:?})",
+            path.display()
+        )));
+    }
+    let (module, _) = semgen_core::checkpoint::load_checkpoint(module, path, component, &[])
+        .map_err(TrainError::task)?;
+    println!("{component} initialised from {}", path.display());
+    Ok(module)
+}
+
 /// The modules trained together in stage 2.
 #[derive(Module, Debug)]
 pub struct RefinerPair<B: Backend> {
@@ -559,6 +654,8 @@ pub struct RefinerTask<B: AutodiffBackend> {
     latents: Tensor<B, 5>,
     features: Tensor<B, 5>,
     text: Tensor<B, 3>,
+    /// Per-cell loss weights `[N, 1, F, h, w]` when `object_weight` ≠ 1.
+    weights: Option<Tensor<B, 5>>,
     layout: TokenLayout<B>,
     /// The frozen VAE with the latent statistics measured on the pool (exported beside).
     pub vae: WanVae<B::InnerBackend>,
@@ -573,6 +670,17 @@ impl<B: AutodiffBackend> RefinerTask<B> {
         device: &B::Device,
     ) -> Result<(Self, RefinerPair<B>), TrainError> {
         config.train.validate()?;
+        let w = config.model.object_weight;
+        if !(w.is_finite() && w > 0.0) {
+            return Err(TrainError::Config(format!(
+                "object_weight must be a positive number, got {w}"
+            )));
+        }
+        if config.model.freeze_compressor && config.inputs.init_from.is_none() {
+            return Err(TrainError::Config(
+                "freeze_compressor needs [inputs] init_from (the compression MLP to keep)".into(),
+            ));
+        }
         let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, true)?;
         let latents = pool
             .latents
@@ -607,10 +715,41 @@ impl<B: AutodiffBackend> RefinerTask<B> {
             .with_sem_noise_max(m.sem_noise_max)
             .with_sem_drop(if semantic_dim == 0 { 0.0 } else { 0.1 });
         B::seed(device, config.train.seed);
-        let refiner = refiner_config.init::<B>(device).map_err(TrainError::task)?;
-        let compressor = compressor_config
+        let mut refiner = refiner_config.init::<B>(device).map_err(TrainError::task)?;
+        let mut compressor = compressor_config
             .init::<B>(device)
             .map_err(TrainError::task)?;
+        if let Some(dir) = &config.inputs.init_from {
+            refiner = init_from(
+                refiner,
+                &refiner_config,
+                &dir.join(crate::model::REFINER_FILE),
+                "refiner",
+            )?;
+            if semantic_dim > 0 {
+                compressor = init_from(
+                    compressor,
+                    &compressor_config,
+                    &dir.join(crate::model::COMPRESSOR_FILE),
+                    "compressor",
+                )?;
+            }
+        }
+        let weights = if m.object_weight != 1.0 {
+            let world = pool_world(&config.data)?;
+            let plans = (0..config.data.pool as u64)
+                .map(|i| world.plan_clip(Split::Train, i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(TrainError::task)?;
+            Some(to_autodiff(latent_object_weights(
+                &plans,
+                m.object_weight,
+                vae_config.spatial_factor(),
+                device,
+            )))
+        } else {
+            None
+        };
         let [_, _, f, h, w] = normed.dims();
         let [_, _, st, sh, sw] = pool.features.dims();
         let layout = refiner
@@ -628,6 +767,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                 latents: to_autodiff(normed),
                 features: to_autodiff(pool.features),
                 text: to_autodiff(pool.text),
+                weights,
                 layout,
                 vae,
             },
@@ -649,14 +789,25 @@ impl<B: AutodiffBackend> TrainTask<B> for RefinerTask<B> {
         let idx = pick::<B>(n, self.config.data.batch, &mut rng, &device);
         let latents = self.latents.clone().select(0, idx.clone());
         let text = self.text.clone().select(0, idx.clone());
+        let weights = self.weights.clone().map(|w| w.select(0, idx.clone()));
         let (z_sem, kl) = if self.refiner_config.has_semantic() {
             let feats = to_tokens(self.features.clone().select(0, idx));
             let mut shape = feats.dims();
             shape[4] = self.compressor_config.out_dim();
             let noise = semgen_refiner::refiner::host_normal::<B, 5>(shape, &mut rng, &device);
-            let out = model.compressor.forward_with_noise(feats, noise);
-            let kl = out.weighted_kl();
-            (Some(from_tokens(out.sample)), Some(kl))
+            if self.config.model.freeze_compressor {
+                // Off the autodiff graph (no gradients reach it, and no graph is left behind:
+                // see semgen-vae's decoder_only); its KL term is a constant then.
+                let out = model
+                    .compressor
+                    .valid()
+                    .forward_with_noise(feats.inner(), noise.inner());
+                (Some(from_tokens(Tensor::from_inner(out.sample))), None)
+            } else {
+                let out = model.compressor.forward_with_noise(feats, noise);
+                let kl = out.weighted_kl();
+                (Some(from_tokens(out.sample)), Some(kl))
+            }
         } else {
             (None, None)
         };
@@ -665,6 +816,7 @@ impl<B: AutodiffBackend> TrainTask<B> for RefinerTask<B> {
                 latents,
                 z_sem,
                 text,
+                weights,
             },
             &self.layout,
             &mut rng,
@@ -821,6 +973,101 @@ mod tests {
         let n: usize = dims.iter().product();
         let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
         Tensor::from_data(TensorData::new(values, dims), &Default::default())
+    }
+
+    #[test]
+    fn the_shipped_stage_configs_parse() {
+        // configs/shapes-small/*.toml: every file a `train refiner|semantic` config, and the
+        // fine-tune phases carry the settings their comments describe.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shapes-small");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.ends_with(".toml") {
+                continue;
+            }
+            seen += 1;
+            if name.starts_with("semantic") {
+                read_toml::<SemanticTrainConfig>(&path).unwrap();
+            } else {
+                let c = read_toml::<RefinerTrainConfig>(&path).unwrap();
+                let tuned = name.starts_with("refiner-objects");
+                assert_eq!(c.inputs.init_from.is_some(), tuned, "{name}");
+                assert_eq!(c.model.object_weight != 1.0, tuned, "{name}");
+                assert_eq!(c.model.freeze_compressor, name.contains("frozen"), "{name}");
+            }
+        }
+        assert_eq!(seen, 6, "configs in {}", dir.display());
+    }
+
+    #[test]
+    fn latent_object_weights_are_the_pixel_object_boxes_pooled_to_latent_cells() {
+        // The pixel map of the VAE's object weighting, max-pooled over each latent cell's
+        // frames (causal groups 0, 1..=4, 5..=8, …) and 8×8 pixels, computed the slow way.
+        let data = DataConfig {
+            world_seed: 3,
+            pool: 6,
+            batch: 1,
+            frames: 9,
+            height: 64,
+            width: 64,
+            max_objects: 2,
+            frame_stride: 4,
+            text_len: 8,
+            semantic_source: SemanticSource::Encoder,
+        };
+        let world = pool_world(&data).unwrap();
+        let plans: Vec<_> = (0..6)
+            .map(|i| world.plan_clip(Split::Train, i).unwrap())
+            .collect();
+        let d = Default::default();
+        let got = latent_object_weights::<B>(&plans, 4.0, 8, &d);
+        assert_eq!(got.dims(), [6, 1, 3, 8, 8]);
+        let got: Vec<f32> = got.into_data().to_vec().unwrap();
+        let refs: Vec<&semgen_data::ClipPlan> = plans.iter().collect();
+        let pixels: Vec<f32> = semgen_vae::train::object_weight_map::<B>(&refs, 4.0, &d)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let mut marked = 0;
+        for b in 0..6 {
+            for lf in 0..3 {
+                let frames = if lf == 0 {
+                    0..1
+                } else {
+                    4 * lf - 3..4 * lf + 1
+                };
+                for cy in 0..8 {
+                    for cx in 0..8 {
+                        let mut want = 1.0f32;
+                        for t in frames.clone() {
+                            for y in cy * 8..cy * 8 + 8 {
+                                for x in cx * 8..cx * 8 + 8 {
+                                    // Channel 0 of [b, 3, 9, 64, 64].
+                                    want = want.max(pixels[((b * 3 * 9 + t) * 64 + y) * 64 + x]);
+                                }
+                            }
+                        }
+                        let i = ((b * 3 + lf) * 8 + cy) * 8 + cx;
+                        assert_eq!(
+                            got[i], want,
+                            "clip {b}, latent frame {lf}, cell ({cy}, {cx})"
+                        );
+                        marked += (want == 4.0) as usize;
+                    }
+                }
+            }
+        }
+        // Objects were there to find, and they do not cover everything.
+        assert!(
+            marked > 0 && marked < got.len(),
+            "{marked} of {}",
+            got.len()
+        );
+        // Weight 1 is the plain mean's map.
+        let ones = latent_object_weights::<B>(&plans, 1.0, 8, &d);
+        assert_eq!(ones.sum().into_scalar(), got.len() as f32);
     }
 
     #[test]

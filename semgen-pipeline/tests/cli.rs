@@ -23,7 +23,12 @@ fn stderr(o: &Output) -> String {
 const PROMPT: &str = "a large red circle moving left slowly on a navy background";
 
 fn generate(out: &Path, seed: &str) -> Output {
-    semgen(&[
+    generate_with(out, seed, &[])
+}
+
+fn generate_with(out: &Path, seed: &str, extra: &[&str]) -> Output {
+    let ck = shipped();
+    let mut args = vec![
         "generate",
         "--prompt",
         PROMPT,
@@ -32,10 +37,12 @@ fn generate(out: &Path, seed: &str) -> Output {
         "--seed",
         seed,
         "--checkpoint",
-        shipped().to_str().unwrap(),
+        ck.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    semgen(&args)
 }
 
 #[test]
@@ -58,6 +65,17 @@ fn same_seed_same_files_and_decode_round_trips() {
         serde_json::from_slice(&read(&dir.path().join("a.gif.json"))).unwrap();
     assert_eq!(sidecar["request"]["seed"], 7);
     assert_eq!(sidecar["request"]["segments"][0], PROMPT);
+    // The model's sampling defaults are recorded too (model.json: no guidance on z_sem).
+    assert_eq!(sidecar["request"]["refiner_semantic_guidance"], 1.0);
+
+    // Guidance over z_sem is a third pass: same seed, another clip, and the sidecar says so.
+    let g = dir.path().join("g.gif");
+    let o = generate_with(&g, "7", &["--semantic-guidance", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(read(&a), read(&g), "semantic guidance changes the clip");
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&read(&dir.path().join("g.gif.json"))).unwrap();
+    assert_eq!(sidecar["request"]["refiner_semantic_guidance"], 2.0);
 
     let c = dir.path().join("c.gif");
     let o = generate(&c, "8");

@@ -409,6 +409,10 @@ fn configs_and_requests_that_cannot_work_are_refused() {
             &["--guidance=NaN"],
             "guidance must be a non-negative number, got NaN",
         ),
+        (
+            &["--semantic-guidance=-2"],
+            "guidance must be a non-negative number, got -2",
+        ),
     ] {
         refused(&generate(ck, &gif, extra), &[], 1, message, &out);
     }

@@ -249,6 +249,11 @@ pub struct RefinerBatch<B: Backend> {
     pub latents: Tensor<B, 5>,
     pub z_sem: Option<Tensor<B, 5>>,
     pub text: Tensor<B, 3>,
+    /// Loss weights per latent cell `[B, 1, F, h, w]` (the loss becomes the weighted mean);
+    /// `None` = the plain mean. Shapes training weighs the cells that hold an object up, so
+    /// that small objects are not drowned by the background (see `object_weight` in
+    /// semgen-pipeline's refiner config).
+    pub weights: Option<Tensor<B, 5>>,
 }
 
 /// A host-side Gaussian tensor from a seeded RNG (identical on every backend).
@@ -327,7 +332,14 @@ impl<B: Backend> Refiner<B> {
             _ => SemanticInput::None,
         };
         let v = self.forward(x_t, sigma * 1000.0, text, semantic, layout);
-        (v - target).square().mean()
+        let err = (v - target).square();
+        match batch.weights {
+            None => err.mean(),
+            Some(w) => {
+                let channels = dims[1] as f64;
+                (err * w.clone()).sum() / (w.sum() * channels)
+            }
+        }
     }
 }
 

@@ -195,6 +195,7 @@ fn training_loss_is_seeded_and_decreases() {
             &d,
         )),
         text: Tensor::<AB, 3>::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &d),
+        weights: None,
     };
     let loss_at = |m: &semgen_refiner::refiner::Refiner<AB>, seed: u64| {
         m.training_loss(
@@ -216,6 +217,48 @@ fn training_loss_is_seeded_and_decreases() {
     }
     let after: f32 = (0..4).map(|s| loss_at(&model, 100 + s)).sum();
     assert!(after < before, "loss did not decrease: {before} -> {after}");
+}
+
+#[test]
+fn weighted_loss_is_the_weighted_mean_of_the_cells() {
+    let d = Default::default();
+    let model = RefinerConfig::semanticgen(dit(), 8, SemanticGeometry::shapes())
+        .init::<B>(&d)
+        .unwrap();
+    let layout = model.layout([5, 8, 8], Some([3, 4, 4]), &d).unwrap();
+    let (latents, z, text) = (
+        randn([2, 4, 5, 8, 8]),
+        randn([2, 8, 3, 4, 4]),
+        randn([2, 5, 16]),
+    );
+    let loss = |weights: Option<Tensor<B, 5>>| {
+        let batch = RefinerBatch {
+            latents: latents.clone(),
+            z_sem: Some(z.clone()),
+            text: text.clone(),
+            weights,
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        model.training_loss(batch, &layout, &mut rng).into_scalar()
+    };
+    let plain = loss(None);
+    // A constant weight is the plain mean.
+    let twos = loss(Some(Tensor::full([2, 1, 5, 8, 8], 2.0, &d)));
+    assert!((plain - twos).abs() < 1e-5 * plain, "{plain} vs {twos}");
+    // Weight only on latent frame 0, then only on frames 1..=4: the two means, weighted by
+    // their cell counts (1 : 4), are the plain mean; and they differ (the weights select).
+    let first = Tensor::<B, 5>::ones([2, 1, 1, 8, 8], &d);
+    let only_first = loss(Some(Tensor::cat(
+        vec![first.clone(), first.zeros_like().repeat_dim(2, 4)],
+        2,
+    )));
+    let only_rest = loss(Some(Tensor::cat(
+        vec![first.zeros_like(), first.repeat_dim(2, 4)],
+        2,
+    )));
+    let mixed = (only_first + 4.0 * only_rest) / 5.0;
+    assert!((plain - mixed).abs() < 1e-5 * plain, "{plain} vs {mixed}");
+    assert!((only_first - only_rest).abs() > 1e-3 * plain);
 }
 
 #[test]

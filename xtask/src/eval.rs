@@ -20,9 +20,13 @@ use std::path::PathBuf;
 pub struct EvalArgs {
     #[arg(long, default_value = "checkpoints/shapes-small")]
     pub checkpoint: PathBuf,
-    /// Prompts (test-split clips 0..N).
+    /// Prompts (clips 0..N of the split).
     #[arg(long, default_value_t = 100)]
     pub count: u64,
+    /// `test` (the held-out prompts every reported figure uses) or `val` (for choosing
+    /// sampling settings without looking at the test prompts).
+    #[arg(long, default_value = "test")]
+    pub split: String,
     /// Segments per prompt (1 = 17-frame clips; S > 1 = stories of 16·S + 1 frames).
     #[arg(long, default_value_t = 1)]
     pub segments: usize,
@@ -34,6 +38,12 @@ pub struct EvalArgs {
     pub steps: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Override the refiner's text guidance (`refiner_guidance` of model.json).
+    #[arg(long)]
+    pub refiner_guidance: Option<f64>,
+    /// Override the refiner's guidance on z_sem (`refiner_semantic_guidance` of model.json).
+    #[arg(long)]
+    pub semantic_guidance: Option<f64>,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Write per-clip reports (JSON lines) here.
@@ -50,8 +60,19 @@ impl BackendTask for Eval {
     type Output = Result<()>;
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let a = self.0;
-        let model = SemgenModel::<B>::load(&a.checkpoint, &device)
+        let mut model = SemgenModel::<B>::load(&a.checkpoint, &device)
             .with_context(|| format!("loading {}", a.checkpoint.display()))?;
+        if let Some(g) = a.refiner_guidance {
+            model.settings.refiner_guidance = g;
+        }
+        if let Some(g) = a.semantic_guidance {
+            model.settings.refiner_semantic_guidance = g;
+        }
+        let split = match a.split.as_str() {
+            "test" => Split::Test,
+            "val" => Split::Val,
+            other => anyhow::bail!("--split must be 'test' or 'val', not '{other}'"),
+        };
         let world = ShapesWorld::new(WorldConfig::default())?;
         let start = std::time::Instant::now();
         let mut rates = Vec::new();
@@ -61,6 +82,7 @@ impl BackendTask for Eval {
             let (clip, video) = sample_test_clip(
                 &model,
                 &world,
+                split,
                 i,
                 a.segments,
                 &a.source,
@@ -92,8 +114,11 @@ impl BackendTask for Eval {
         let summary = serde_json::json!({
             "checkpoint": a.checkpoint,
             "source": a.source,
+            "split": a.split,
             "prompts": a.count,
             "segments": a.segments,
+            "refiner_guidance": model.settings.refiner_guidance,
+            "refiner_semantic_guidance": model.settings.refiner_semantic_guidance,
             "hits": mean,
             "drift_first_minus_last_quarter": drift,
             "seconds": start.elapsed().as_secs_f64(),
@@ -108,13 +133,14 @@ impl BackendTask for Eval {
     }
 }
 
-/// Test-split clip `i` (a story of `segments` when > 1) and the clip the model makes for it:
+/// Clip `i` of `split` (a story of `segments` when > 1) and the clip the model makes for it:
 /// `generated` (text → stage 1 → stage 2), `real` (the real clip's `z_sem` → stage 2) or `vae`
 /// (the real clip through the VAE alone, the ceiling of the other two); `steps` overrides both
 /// stages' sampling steps.
 pub(crate) fn sample_test_clip<B: Backend>(
     model: &SemgenModel<B>,
     world: &ShapesWorld,
+    split: Split,
     i: u64,
     segments: usize,
     source: &str,
@@ -123,9 +149,9 @@ pub(crate) fn sample_test_clip<B: Backend>(
 ) -> Result<(semgen_data::Clip, semgen_data::Video)> {
     let device = model.vae.quant_conv.weight.device();
     let clip = if segments > 1 {
-        world.story(Split::Test, i, segments)?
+        world.story(split, i, segments)?
     } else {
-        world.clip(Split::Test, i)?
+        world.clip(split, i)?
     };
     let mut req = GenerateRequest::defaults(model, clip.prompt().segment_captions(), seed);
     req.frames = clip.video.frames();

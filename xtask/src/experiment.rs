@@ -405,6 +405,7 @@ impl<B: AutodiffBackend> Ctx<B> {
                 crate::eval::sample_test_clip(
                     model,
                     &self.world,
+                    semgen_data::Split::Test,
                     i,
                     segments,
                     source,

@@ -89,6 +89,10 @@ impl AutodiffTask for Job {
             }
             Which::Semantic => {
                 let config: SemanticTrainConfig = read_toml(&args.config)?;
+                anyhow::ensure!(
+                    config.inputs.init_from.is_none(),
+                    "[inputs] init_from is for refiner runs only"
+                );
                 std::fs::write(args.out.join("config.toml"), toml::to_string(&config)?)?;
                 let frozen =
                     Frozen::<B::InnerBackend>::load(&config.inputs, config.data.text_len, &device)?;

@@ -298,6 +298,7 @@ fn refiner_train<B: AutodiffBackend>(
             latents: latents.clone(),
             z_sem: z_sem.clone(),
             text: text.clone(),
+            weights: None,
         };
         Ok(m.training_loss(batch, &layout, &mut *rng.borrow_mut()))
     }))

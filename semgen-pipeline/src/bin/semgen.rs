@@ -73,6 +73,9 @@ struct GenerateArgs {
     /// Text guidance of each stage.
     #[arg(long)]
     guidance: Option<f64>,
+    /// The refiner's guidance on the semantic plan (g_s; 1 = none).
+    #[arg(long)]
+    semantic_guidance: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value = "cpu")]
@@ -250,6 +253,9 @@ impl BackendTask for Generate {
         if let Some(g) = a.guidance {
             req.semantic.guidance = g;
             req.refiner.guidance = g;
+        }
+        if let Some(g) = a.semantic_guidance {
+            req.refiner_semantic_guidance = g;
         }
         model.check(&req)?;
         let start = std::time::Instant::now();

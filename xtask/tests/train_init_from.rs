@@ -1,0 +1,189 @@
+//! A refiner fine-tune (`[inputs] init_from`, `[model] object_weight`) through the real
+//! `cargo xtask train refiner` binary, on a tiny refiner over the shipped model's frozen VAE and
+//! encoders (a 2-clip pool of 5-frame 32x32 clips): the fine-tune starts from the given weights,
+//! not from its own seed's init, can keep the compression MLP frozen, and a folder holding
+//! another architecture is refused even when every tensor has the same shape.
+
+use semgen_core::checkpoint::parse_safetensors;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shipped() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../checkpoints/shapes-small")
+}
+
+/// A tiny refiner config; `inputs` and `model` are lines added to those tables.
+fn config(heads: usize, lr: f64, warmup: u64, seed: u64, inputs: &str, model: &str) -> String {
+    let s = shipped();
+    format!(
+        r#"[inputs]
+vae = "{vae}"
+encoder = "{enc}"
+{inputs}
+
+[model]
+heads = {heads}
+head_dim = {head_dim}
+layers = 1
+ffn = 32
+window = 4
+d_out = 8
+kl_weight = 0.001
+sem_noise_max = 0.3
+{model}
+
+[data]
+world_seed = 0
+pool = 2
+batch = 2
+frames = 5
+height = 32
+width = 32
+max_objects = 1
+frame_stride = 4
+text_len = 32
+
+[train]
+steps = 1
+lr = {lr}
+warmup = {warmup}
+checkpoint_every = 1
+log_every = 1
+seed = {seed}
+"#,
+        vae = s.join("vae.safetensors").display(),
+        enc = s.display(),
+        // Width 32 either way: 2 x 16 or 4 x 8 heads give tensors of the same shapes.
+        head_dim = 32 / heads,
+    )
+}
+
+fn train(dir: &Path, name: &str, toml: &str) -> Output {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, toml).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "refiner", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join(name))
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Every f32 tensor of a checkpoint, by name.
+fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let file = parse_safetensors(path).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, values)
+        })
+        .collect()
+}
+
+fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|((na, va), (nb, vb))| {
+            assert_eq!(na, nb);
+            assert_eq!(va.len(), vb.len(), "{na}");
+            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn a_fine_tune_starts_from_its_init_from_weights_and_refuses_another_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&train(dir.path(), "base", &config(2, 5e-4, 0, 0, "", "")));
+    let base = dir.path().join("base");
+
+    // One step at a learning rate of ~1e-12 (lr 1e-9, 1000 warm-up steps) from the base run,
+    // with another seed and the objects weighted up: the weights stay the base run's.
+    let from = format!("init_from = \"{}\"", base.display());
+    let tuned = ok(&train(
+        dir.path(),
+        "tuned",
+        &config(2, 1e-9, 1000, 7, &from, "object_weight = 4.0"),
+    ));
+    assert!(tuned.contains("refiner initialised from"), "{tuned}");
+    for file in ["refiner.safetensors", "compressor.safetensors"] {
+        let a = weights(&base.join(file));
+        let b = weights(&dir.path().join("tuned").join(file));
+        assert!(max_diff(&a, &b) < 1e-6, "{file}: {}", max_diff(&a, &b));
+    }
+    // The same run without init_from starts from seed 7's own weights: far from the base's.
+    ok(&train(
+        dir.path(),
+        "fresh",
+        &config(2, 1e-9, 1000, 7, "", ""),
+    ));
+    let fresh = weights(&dir.path().join("fresh/refiner.safetensors"));
+    assert!(max_diff(&weights(&base.join("refiner.safetensors")), &fresh) > 1e-2);
+
+    // A frozen compression MLP stays the base run's while the refiner learns (a normal lr).
+    ok(&train(
+        dir.path(),
+        "frozen",
+        &config(2, 5e-3, 0, 7, &from, "freeze_compressor = true"),
+    ));
+    let frozen = dir.path().join("frozen");
+    let mlp = max_diff(
+        &weights(&base.join("compressor.safetensors")),
+        &weights(&frozen.join("compressor.safetensors")),
+    );
+    assert!(mlp < 1e-6, "compressor moved by {mlp}");
+    let dit = max_diff(
+        &weights(&base.join("refiner.safetensors")),
+        &weights(&frozen.join("refiner.safetensors")),
+    );
+    assert!(dit > 1e-4, "refiner moved by {dit}");
+    // Freezing needs something to keep.
+    let nothing = train(
+        dir.path(),
+        "nothing",
+        &config(2, 5e-4, 0, 0, "", "freeze_compressor = true"),
+    );
+    assert_eq!(nothing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&nothing.stderr);
+    assert!(err.contains("freeze_compressor needs"), "{err}");
+
+    // 4 heads of 8 instead of 2 of 16: the same tensor shapes, another model. Refused, by name.
+    let other = train(dir.path(), "other", &config(4, 5e-4, 0, 0, &from, ""));
+    assert_eq!(other.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("init_from") && err.contains("another config"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    // A non-positive object weight is a clear error too.
+    let bad = train(
+        dir.path(),
+        "bad",
+        &config(2, 5e-4, 0, 0, "", "object_weight = -1.0"),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("object_weight must be a positive number"),
+        "{err}"
+    );
+}
