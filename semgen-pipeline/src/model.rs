@@ -102,7 +102,8 @@ pub struct ModelSettings {
     pub semantic_source: crate::train::SemanticSource,
 }
 
-fn one() -> f64 {
+/// `1.0`, the serde default of the guidance and loss-weight settings that mean "off" at 1.
+pub(crate) fn one() -> f64 {
     1.0
 }
 

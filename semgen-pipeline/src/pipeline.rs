@@ -91,12 +91,8 @@ pub struct GenerateRequest {
     pub refiner: StageSettings,
     /// The refiner's guidance on `z_sem` (`g_s`, 1 = none); requests saved before it existed
     /// read as 1.
-    #[serde(default = "one")]
+    #[serde(default = "crate::model::one")]
     pub refiner_semantic_guidance: f64,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 impl GenerateRequest {

@@ -139,7 +139,7 @@ pub struct RefinerModel {
     /// weigh 1; the loss is the weighted mean, [`latent_object_weights`]). 1 = the plain mean.
     /// The Shapes objects cover a few cells of each 8×8 latent frame, so with the plain mean
     /// the background dominates the loss.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(default = "crate::model::one", skip_serializing_if = "is_one")]
     pub object_weight: f64,
     /// Keep the compression MLP of `[inputs] init_from` fixed (only the refiner learns), so
     /// that a stage 1 trained on that MLP's `z_sem` stays valid for the fine-tuned refiner.
@@ -149,10 +149,6 @@ pub struct RefinerModel {
 
 fn yes() -> bool {
     true
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 fn is_one(v: &f64) -> bool {
@@ -243,8 +239,8 @@ fn pool_world(data: &DataConfig) -> Result<ShapesWorld, TrainError> {
 /// Loss weights per latent cell, `[N, 1, F, h, w]` for clips `[N, 3, T, H, W]` under a causal
 /// VAE (latent frame 0 = pixel frame 0, latent frame `j ≥ 1` = pixel frames `4j−3 ..= 4j`) with
 /// `spatial`-pixel cells: `weight` where some pixel of the cell, in one of its frames, lies in
-/// an object's box (its true centre ± radius + 1.5 px, the box of semgen-vae's
-/// `object_weight_map`), 1 elsewhere.
+/// an object's box (semgen-vae's [`object_pixel_boxes`](semgen_vae::train::object_pixel_boxes),
+/// the boxes of its own `object_weight`), 1 elsewhere.
 pub fn latent_object_weights<B: Backend>(
     plans: &[semgen_data::ClipPlan],
     weight: f64,
@@ -258,24 +254,11 @@ pub fn latent_object_weights<B: Backend>(
     let (f, lh, lw) = ((t - 1) / 4 + 1, h / spatial, w / spatial);
     let mut values = vec![1.0f32; plans.len() * f * lh * lw];
     for (b, plan) in plans.iter().enumerate() {
-        for object in &plan.objects {
-            let half = object.size.radius(h) + 1.5;
-            for (frame, &[cx, cy]) in object.centres.iter().enumerate().take(t) {
-                let lf = frame.div_ceil(4);
-                // The cells whose pixel centres y + 0.5 fall in [c − half, c + half].
-                let cells = |c: f64, n: usize| {
-                    let lo = (c - half - 0.5).ceil().max(0.0) as usize;
-                    let hi = (c + half - 0.5).floor().min((n * spatial) as f64 - 1.0);
-                    (hi >= lo as f64).then(|| (lo / spatial, hi as usize / spatial))
-                };
-                let (Some((y0, y1)), Some((x0, x1))) = (cells(cy, lh), cells(cx, lw)) else {
-                    continue;
-                };
-                for y in y0..=y1 {
-                    for x in x0..=x1 {
-                        values[((b * f + lf) * lh + y) * lw + x] = weight as f32;
-                    }
-                }
+        for (frame, ys, xs) in semgen_vae::train::object_pixel_boxes(plan) {
+            let lf = frame.div_ceil(4);
+            for y in ys.start() / spatial..=ys.end() / spatial {
+                let row = ((b * f + lf) * lh + y) * lw;
+                values[row + xs.start() / spatial..=row + xs.end() / spatial].fill(weight as f32);
             }
         }
     }

@@ -20,6 +20,7 @@ use semgen_core::checkpoint::{save_checkpoint, write_atomic, CheckpointMeta};
 use semgen_core::train::{pack_parts, unpack_parts};
 use semgen_data::{videos_to_tensor, ShapesWorld, Split, WorldConfig};
 use serde::{Deserialize, Serialize};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 /// File names inside a run directory.
@@ -476,10 +477,36 @@ pub fn weighted_vae_loss<B: Backend>(
     }
 }
 
+/// The object boxes of a clip, frame by frame: `(frame, y0..=y1, x0..=x1)` in pixels, the pixels
+/// whose centres lie within `r + 1.5` of an object's true centre on both axes (every Shapes
+/// shape lies inside `|dx|, |dy| ≤ r`; the margin takes the anti-aliased edge), clipped to the
+/// frame; boxes wholly outside it are left out. Shared by the VAE's and the refiner's object
+/// loss weights.
+pub fn object_pixel_boxes(
+    plan: &semgen_data::ClipPlan,
+) -> Vec<(usize, RangeInclusive<usize>, RangeInclusive<usize>)> {
+    let (t, h, w) = (plan.frames(), plan.height, plan.width);
+    let mut boxes = Vec::new();
+    for object in &plan.objects {
+        let half = object.size.radius(h) + 1.5;
+        // The pixels p of an axis of n with |p + 0.5 − c| ≤ half.
+        let span = |c: f64, n: usize| {
+            let lo = (c - half - 0.5).ceil().max(0.0);
+            let hi = (c + half - 0.5).floor().min(n as f64 - 1.0);
+            (hi >= lo).then(|| lo as usize..=hi as usize)
+        };
+        for (f, &[cx, cy]) in object.centres.iter().enumerate().take(t) {
+            if let (Some(ys), Some(xs)) = (span(cy, h), span(cx, w)) {
+                boxes.push((f, ys, xs));
+            }
+        }
+    }
+    boxes
+}
+
 /// Per-pixel loss weights `[B, 3, T, H, W]` for whole clips: `weight` inside each object's box
-/// `|dx|, |dy| ≤ r + 1.5` around its true centre in each frame (every Shapes shape lies inside
-/// `|dx|, |dy| ≤ r`; the margin takes the anti-aliased edge), 1 elsewhere. Built on the host
-/// at full shape: broadcasting a size-1 channel axis is slow on the CPU backend.
+/// ([`object_pixel_boxes`]) in each frame, 1 elsewhere. Built on the host at full shape:
+/// broadcasting a size-1 channel axis is slow on the CPU backend.
 pub fn object_weight_map<B: Backend>(
     plans: &[&semgen_data::ClipPlan],
     weight: f64,
@@ -491,20 +518,11 @@ pub fn object_weight_map<B: Backend>(
     let (t, h, w) = (first.frames(), first.height, first.width);
     let mut values = vec![1.0f32; plans.len() * 3 * t * h * w];
     for (b, plan) in plans.iter().enumerate() {
-        for object in &plan.objects {
-            let half = object.size.radius(h) + 1.5;
-            for (f, [cx, cy]) in object.centres.iter().enumerate().take(t) {
-                for y in 0..h {
-                    if ((y as f64 + 0.5) - cy).abs() > half {
-                        continue;
-                    }
-                    for x in 0..w {
-                        if ((x as f64 + 0.5) - cx).abs() <= half {
-                            for c in 0..3 {
-                                values[(((b * 3 + c) * t + f) * h + y) * w + x] = weight as f32;
-                            }
-                        }
-                    }
+        for (f, ys, xs) in object_pixel_boxes(plan) {
+            for c in 0..3 {
+                for y in ys.clone() {
+                    let row = (((b * 3 + c) * t + f) * h + y) * w;
+                    values[row + xs.start()..=row + xs.end()].fill(weight as f32);
                 }
             }
         }

@@ -80,6 +80,14 @@ fn ok(out: &Output) -> String {
     stdout
 }
 
+/// A refused run: exit status 1, `message` in its stderr, no panic.
+fn refused(out: &Output, message: &str) {
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(message), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// Every f32 tensor of a checkpoint, by name.
 fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
     let file = parse_safetensors(path).unwrap();
@@ -160,19 +168,12 @@ fn a_fine_tune_starts_from_its_init_from_weights_and_refuses_another_architectur
         "nothing",
         &config(2, 5e-4, 0, 0, "", "freeze_compressor = true"),
     );
-    assert_eq!(nothing.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&nothing.stderr);
-    assert!(err.contains("freeze_compressor needs"), "{err}");
+    refused(&nothing, "freeze_compressor needs");
 
     // 4 heads of 8 instead of 2 of 16: the same tensor shapes, another model. Refused, by name.
     let other = train(dir.path(), "other", &config(4, 5e-4, 0, 0, &from, ""));
-    assert_eq!(other.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&other.stderr);
-    assert!(
-        err.contains("init_from") && err.contains("another config"),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
+    refused(&other, "init_from");
+    refused(&other, "another config");
 
     // A non-positive object weight is a clear error too.
     let bad = train(
@@ -180,10 +181,5 @@ fn a_fine_tune_starts_from_its_init_from_weights_and_refuses_another_architectur
         "bad",
         &config(2, 5e-4, 0, 0, "", "object_weight = -1.0"),
     );
-    assert_eq!(bad.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        err.contains("object_weight must be a positive number"),
-        "{err}"
-    );
+    refused(&bad, "object_weight must be a positive number");
 }
