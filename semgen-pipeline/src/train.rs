@@ -145,6 +145,21 @@ pub struct RefinerModel {
     /// that a stage 1 trained on that MLP's `z_sem` stays valid for the fine-tuned refiner.
     #[serde(default, skip_serializing_if = "is_false")]
     pub freeze_compressor: bool,
+    /// Probability of zeroing the text in a training sample (CFG's unconditional branch; the
+    /// refiner's default 0.1). Higher makes stage 2 learn to render from `z_sem` alone.
+    #[serde(
+        default = "default_text_drop",
+        skip_serializing_if = "is_default_text_drop"
+    )]
+    pub text_drop: f64,
+}
+
+fn default_text_drop() -> f64 {
+    0.1
+}
+
+fn is_default_text_drop(p: &f64) -> bool {
+    *p == default_text_drop()
 }
 
 fn yes() -> bool {
@@ -426,7 +441,8 @@ impl<B: Backend> FeaturePool<B> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
         }
-        let tmp = path.with_extension("partial");
+        // A per-process temporary name: two trainings may build the same pool at once.
+        let tmp = path.with_extension(format!("partial-{}", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(|e| io(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| io(e.to_string()))
     }
@@ -696,7 +712,8 @@ impl<B: AutodiffBackend> RefinerTask<B> {
         geometry.pixels_per_token = frozen.vision_config.pixels_per_token();
         let refiner_config = RefinerConfig::semanticgen(dit, semantic_dim, geometry)
             .with_sem_noise_max(m.sem_noise_max)
-            .with_sem_drop(if semantic_dim == 0 { 0.0 } else { 0.1 });
+            .with_sem_drop(if semantic_dim == 0 { 0.0 } else { 0.1 })
+            .with_text_drop(m.text_drop);
         B::seed(device, config.train.seed);
         let mut refiner = refiner_config.init::<B>(device).map_err(TrainError::task)?;
         let mut compressor = compressor_config
@@ -982,6 +999,24 @@ mod tests {
             }
         }
         assert_eq!(seen, 6, "configs in {}", dir.display());
+    }
+
+    #[test]
+    fn text_drop_is_read_and_left_out_of_the_config_text_at_its_default() {
+        // The experiments key their runs by the config's TOML text: a new setting at its
+        // default must not change that text, and a set value must survive the round trip.
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shapes-small/refiner.toml");
+        let base = read_toml::<RefinerTrainConfig>(&path).unwrap();
+        assert_eq!(base.model.text_drop, 0.1);
+        let text = toml::to_string(&base).unwrap();
+        assert!(!text.contains("text_drop"), "{text}");
+        let mut dropped = base.clone();
+        dropped.model.text_drop = 0.9;
+        let text = toml::to_string(&dropped).unwrap();
+        assert!(text.contains("text_drop = 0.9"), "{text}");
+        let back: RefinerTrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, dropped);
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! `--source real` conditions the refiner on `z_sem` of the real test clip (encoder → MLP)
 //! instead of stage 1's sample: the Fig. 4 analogue of the paper. `--source vae` skips both
 //! diffusion stages (the real clip through the VAE's encoder and decoder): the ceiling.
+//! `--source swapped` is the control of `real`: the caption of clip i with the `z_sem` of clip
+//! i + 1, scored against clip i's prompt. Where it scores as `real` does, stage 2 renders from
+//! its text and does not read `z_sem`; the further below, the more the plan steers it.
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
@@ -30,8 +33,9 @@ pub struct EvalArgs {
     /// Segments per prompt (1 = 17-frame clips; S > 1 = stories of 16·S + 1 frames).
     #[arg(long, default_value_t = 1)]
     pub segments: usize,
-    /// `generated` (text → stage 1 → stage 2), `real` (z_sem of the real clip → stage 2) or
-    /// `vae` (the real clip encoded and decoded by the VAE: the ceiling of the other two).
+    /// `generated` (text → stage 1 → stage 2), `real` (z_sem of the real clip → stage 2),
+    /// `swapped` (z_sem of the next clip with this clip's caption: how much stage 2 reads
+    /// z_sem) or `vae` (the real clip encoded and decoded by the VAE: the ceiling).
     #[arg(long, default_value = "generated")]
     pub source: String,
     #[arg(long)]
@@ -162,8 +166,15 @@ pub(crate) fn sample_test_clip<B: Backend>(
     model.check(&req)?;
     let latents = match source {
         "generated" => model.generate(&req, &mut |_, _| {})?.latents,
-        "real" => {
-            let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
+        "real" | "swapped" => {
+            let plan = if source == "real" {
+                clip.video.clone()
+            } else if segments > 1 {
+                world.story(split, i + 1, segments)?.video
+            } else {
+                world.clip(split, i + 1)?.video
+            };
+            let x = semgen_data::videos_to_tensor(&[plan], &device)?;
             let z = model.encode_clip(x)?;
             model.refine(&req, Some(z), &mut |_, _| {})?
         }
@@ -171,7 +182,9 @@ pub(crate) fn sample_test_clip<B: Backend>(
             let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
             model.vae.normalize(model.vae.encode(x)?)
         }
-        other => anyhow::bail!("--source must be 'generated', 'real' or 'vae', not '{other}'"),
+        other => {
+            anyhow::bail!("--source must be 'generated', 'real', 'swapped' or 'vae', not '{other}'")
+        }
     };
     let video = model.decode(latents)?;
     Ok((clip, video))

@@ -9,9 +9,10 @@
 //! Every arm starts from the same frozen VAE, semantic encoder and text encoder (those of
 //! `--model`, the shipped model by default) and the same feature pool (cached under
 //! `runs/experiments/pool-cache`), with the shipped stage configs
-//! (`configs/shapes-small/*.toml`) and only the compared setting changed. `--quick` shrinks the
-//! pool, the steps and the prompts so that each experiment finishes on the 2-core CPU within
-//! 30 minutes; the full preset is meant for a GPU.
+//! (`configs/shapes-small/*.toml`, stage 2 with the object cells of its loss weighted
+//! `--object-weight`, 5 as in the shipped fine-tune) and only the compared setting changed.
+//! `--quick` shrinks the pool, the steps and the prompts so that each experiment finishes on
+//! the 2-core CPU within 30 minutes; the full preset is meant for a GPU.
 //!
 //! Quality is measured by the Shapes oracle (colour, motion, shape, background hit rates on the
 //! prompts) and by a Fréchet distance between generated and real clips in the space of the
@@ -39,9 +40,10 @@ use semgen_pipeline::model::{
 };
 use semgen_pipeline::pipeline::GenerateRequest;
 use semgen_pipeline::train::{
-    read_toml, Frozen, RefinerTask, RefinerTrainConfig, SemanticSource, SemanticTask,
-    SemanticTrainConfig,
+    read_toml, FeaturePool, Frozen, RefinerModel, RefinerTask, RefinerTrainConfig, SemanticSource,
+    SemanticTask, SemanticTrainConfig,
 };
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -94,6 +96,18 @@ pub struct ExperimentArgs {
     pub runs: PathBuf,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Stage 2's loss weight on the latent cells that hold an object (`[model] object_weight`;
+    /// 5 as in the shipped fine-tune, configs/shapes-small/refiner-objects.toml). 1 = the
+    /// plain mean, which the runs before session 9 used: stage 2 then rendered no objects at
+    /// the quick size.
+    #[arg(long, default_value_t = 5.0)]
+    pub object_weight: f64,
+    /// Stage-2 runs trained at once, each in its own `xtask train refiner` process with
+    /// cores/jobs compute threads. One training process keeps little more than one of the
+    /// 2-core CPU's cores busy, so `--jobs 2` nearly halves an experiment's training time
+    /// there; on a GPU leave it at 1.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
 }
 
 /// Sizes of one preset.
@@ -185,6 +199,31 @@ struct Ctx<B: AutodiffBackend> {
     /// Frozen models per semantic source (the VAE-sourced pool differs).
     frozen: Frozen<B::InnerBackend>,
     world: ShapesWorld,
+    /// The training runs this invocation used: what it trained, and what it reused with the
+    /// time that took when it was made (so `write` can say what the experiment costs from an
+    /// empty run store).
+    ledger: RefCell<Vec<RunTime>>,
+    /// Stage-2 run folders trained by [`Ctx::prefetch`] in this invocation (already in the
+    /// ledger as trained here).
+    prefetched: RefCell<Vec<PathBuf>>,
+}
+
+/// One training run an experiment needed.
+struct RunTime {
+    reused: bool,
+    /// Training seconds (for a reused run, as recorded when it was made; None if not recorded).
+    seconds: Option<f64>,
+}
+
+/// The file in a run folder (stage 2) or milestone folder (stage 1) holding the training time.
+const SECONDS_FILE: &str = "seconds";
+
+fn read_seconds(dir: &Path) -> Option<f64> {
+    std::fs::read_to_string(dir.join(SECONDS_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl<B: AutodiffBackend> Ctx<B> {
@@ -208,6 +247,7 @@ impl<B: AutodiffBackend> Ctx<B> {
             train.warmup = train.warmup.min(preset.milestones[0]);
         }
         refiner_base.train.steps = preset.refiner_steps;
+        refiner_base.model.object_weight = args.object_weight;
         semantic_base.train.steps = preset.semantic_steps;
         // Only the final export matters (stage 1 exports at its milestones itself).
         refiner_base.train.checkpoint_every = preset.refiner_steps;
@@ -230,6 +270,8 @@ impl<B: AutodiffBackend> Ctx<B> {
             semantic_base,
             frozen,
             world: ShapesWorld::new(WorldConfig::default())?,
+            ledger: RefCell::new(Vec::new()),
+            prefetched: RefCell::new(Vec::new()),
         })
     }
 
@@ -239,11 +281,17 @@ impl<B: AutodiffBackend> Ctx<B> {
     /// they have in common (the shipped recipe is an arm of several).
     fn refiner(&self, config: &RefinerTrainConfig) -> Result<PathBuf> {
         let text = toml::to_string(config)?;
-        let dir = self.args.runs.join(format!("stage2-{}", key(&text)));
+        let dir = self.refiner_dir(&text);
         let dir = dir.as_path();
         let marker = dir.join("done.toml");
         if std::fs::read_to_string(&marker).ok().as_deref() == Some(text.as_str()) {
-            println!("reusing {}", dir.display());
+            if !self.prefetched.borrow().iter().any(|p| p == dir) {
+                println!("reusing {}", dir.display());
+                self.ledger.borrow_mut().push(RunTime {
+                    reused: true,
+                    seconds: read_seconds(dir),
+                });
+            }
             return Ok(dir.to_path_buf());
         }
         let _ = std::fs::remove_dir_all(dir);
@@ -254,14 +302,120 @@ impl<B: AutodiffBackend> Ctx<B> {
             config.train.steps
         );
         let (task, model) = RefinerTask::<B>::new(config.clone(), &self.frozen, &self.device)?;
+        let start = Instant::now();
         let mut trainer = Trainer::new(model, config.train.clone())?;
         let s = trainer.run(&task, dir, &AtomicBool::new(false), false)?;
         println!(
             "  {} steps in {:.0} s, last loss {:.4}",
             s.steps_run, s.seconds, s.last_loss
         );
+        let seconds = start.elapsed().as_secs_f64();
+        std::fs::write(dir.join(SECONDS_FILE), format!("{seconds}"))?;
+        self.ledger.borrow_mut().push(RunTime {
+            reused: false,
+            seconds: Some(seconds),
+        });
         std::fs::write(marker, text)?;
         Ok(dir.to_path_buf())
+    }
+
+    fn refiner_dir(&self, config_text: &str) -> PathBuf {
+        self.args.runs.join(format!("stage2-{}", key(config_text)))
+    }
+
+    /// With `--jobs N` > 1: trains the stage-2 runs of `configs` that are not finished yet, N
+    /// at a time, each in its own `xtask train refiner` process (output in the run's
+    /// `train.out`), so that [`Ctx::refiner`] then finds them done. The shared feature pool is
+    /// built here first, once, rather than by every process. A process gets cores/N compute
+    /// threads, so a run trained this way can differ from one trained in-process in the last
+    /// bits (the thread count changes how sums are split).
+    fn prefetch(&self, configs: &[RefinerTrainConfig]) -> Result<()> {
+        let jobs = self.args.jobs.max(1);
+        if jobs == 1 {
+            return Ok(());
+        }
+        let mut todo: Vec<(PathBuf, String)> = Vec::new();
+        for config in configs {
+            let text = toml::to_string(config)?;
+            let dir = self.refiner_dir(&text);
+            let done = std::fs::read_to_string(dir.join("done.toml"))
+                .ok()
+                .as_deref()
+                == Some(text.as_str());
+            if done || todo.iter().any(|(d, _)| *d == dir) {
+                continue;
+            }
+            FeaturePool::cached(
+                &self.frozen,
+                &config.inputs,
+                &config.data,
+                Split::Train,
+                true,
+            )?;
+            todo.push((dir, text));
+        }
+        let exe = std::env::current_exe().context("finding the xtask binary")?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / jobs).max(1);
+        for batch in todo.chunks(jobs) {
+            let mut children = Vec::new();
+            for (dir, text) in batch {
+                let _ = std::fs::remove_dir_all(dir);
+                std::fs::create_dir_all(dir)?;
+                let config = dir.join("config.toml");
+                std::fs::write(&config, text)?;
+                let out = std::fs::File::create(dir.join("train.out"))?;
+                println!(
+                    "training stage 2 into {} in a process of its own ({threads} threads)",
+                    dir.display()
+                );
+                let child = std::process::Command::new(&exe)
+                    .args(["train", "refiner", "--quiet", "--config"])
+                    .arg(&config)
+                    .arg("--out")
+                    .arg(dir)
+                    .args(["--device", &self.args.device.to_string()])
+                    .env("RAYON_NUM_THREADS", threads.to_string())
+                    .stdout(out.try_clone()?)
+                    .stderr(out)
+                    .spawn()
+                    .with_context(|| format!("starting {}", exe.display()))?;
+                children.push((dir, text, Instant::now(), child));
+            }
+            // Wait for every child before failing, so none is left running.
+            let mut failed = None;
+            for (dir, text, start, mut child) in children {
+                let status = child.wait()?;
+                if !status.success() {
+                    failed.get_or_insert(format!(
+                        "training stage 2 into {} failed ({status}); its output is in {}",
+                        dir.display(),
+                        dir.join("train.out").display()
+                    ));
+                    continue;
+                }
+                let seconds = start.elapsed().as_secs_f64();
+                println!("  {} trained in {seconds:.0} s", dir.display());
+                std::fs::write(dir.join(SECONDS_FILE), format!("{seconds}"))?;
+                self.ledger.borrow_mut().push(RunTime {
+                    reused: false,
+                    seconds: Some(seconds),
+                });
+                self.prefetched.borrow_mut().push(dir.clone());
+                std::fs::write(dir.join("done.toml"), text)?;
+            }
+            if let Some(message) = failed {
+                bail!(message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stage 2's config with `edit` applied to the base recipe.
+    fn refiner_config(&self, edit: &dyn Fn(&mut RefinerTrainConfig)) -> RefinerTrainConfig {
+        let mut r = self.refiner_base.clone();
+        edit(&mut r);
+        r
     }
 
     /// Trains stage 1 on the MLP of `config.inputs.refiner`, exporting the raw weights into
@@ -285,6 +439,14 @@ impl<B: AutodiffBackend> Ctx<B> {
             .all(|&m| std::fs::read_to_string(marker(m)).ok().as_deref() == Some(text.as_str()));
         if all_done {
             println!("reusing {}", dir.display());
+            let last = milestones
+                .iter()
+                .max()
+                .map(|m| dir.join(format!("step-{m}")));
+            self.ledger.borrow_mut().push(RunTime {
+                reused: true,
+                seconds: last.and_then(|d| read_seconds(&d)),
+            });
             for &m in milestones {
                 let loss = std::fs::read_to_string(dir.join(format!("step-{m}")).join("loss"))?
                     .trim()
@@ -315,7 +477,10 @@ impl<B: AutodiffBackend> Ctx<B> {
             SemanticTask::<B>::new(config.clone(), &self.frozen, &compressor, &self.device)?;
         let mut trainer = Trainer::new(model, config.train.clone())?;
         let start = Instant::now();
+        // Evaluating at a milestone (`at`) is not training time.
+        let mut training = 0.0;
         for &m in milestones {
+            let lap = Instant::now();
             let (mut sum, mut n) = (0.0, 0u64);
             while trainer.step < m {
                 sum += trainer.train_step(&task)?;
@@ -324,6 +489,8 @@ impl<B: AutodiffBackend> Ctx<B> {
             let step_dir = dir.join(format!("step-{m}"));
             std::fs::create_dir_all(&step_dir)?;
             task.export(&trainer.export_weights(), &step_dir, m)?;
+            training += lap.elapsed().as_secs_f64();
+            std::fs::write(step_dir.join(SECONDS_FILE), format!("{training}"))?;
             let loss = sum / n.max(1) as f64;
             println!(
                 "  step {m}: loss {loss:.4} ({:.0} s)",
@@ -333,6 +500,10 @@ impl<B: AutodiffBackend> Ctx<B> {
             std::fs::write(marker(m), &text)?;
             at(m, &step_dir, loss)?;
         }
+        self.ledger.borrow_mut().push(RunTime {
+            reused: false,
+            seconds: Some(training),
+        });
         Ok(dir.to_path_buf())
     }
 
@@ -490,6 +661,12 @@ impl<B: AutodiffBackend> Ctx<B> {
         if self.args.model != Path::new("checkpoints/shapes-small") {
             command += &format!(" --model {}", self.args.model.display());
         }
+        if self.args.object_weight != 5.0 {
+            command += &format!(" --object-weight {}", self.args.object_weight);
+        }
+        if self.args.jobs > 1 {
+            command += &format!(" --jobs {}", self.args.jobs);
+        }
         writeln!(
             md,
             "Command: `{command}` ({}, {:.1} min on {}).",
@@ -497,6 +674,8 @@ impl<B: AutodiffBackend> Ctx<B> {
             seconds / 60.0,
             hardware()
         )?;
+        writeln!(md)?;
+        writeln!(md, "{}", self.cost(seconds))?;
         writeln!(md)?;
         md.push_str(&out.markdown);
         semgen_core::checkpoint::write_atomic(
@@ -511,9 +690,51 @@ impl<B: AutodiffBackend> Ctx<B> {
         Ok(())
     }
 
+    /// What the runs cost: trained here, reused, and so the wall time from an empty run store.
+    fn cost(&self, seconds: f64) -> String {
+        cost_line(&self.ledger.borrow(), seconds)
+    }
+
     fn png(&self) -> PathBuf {
         self.args.out.join(format!("{}.png", self.args.name.name()))
     }
+}
+
+/// The sentence under an experiment's command: the runs it trained, those it reused (with the
+/// time they took when made) and so what the experiment costs from an empty run store.
+fn cost_line(ledger: &[RunTime], seconds: f64) -> String {
+    if ledger.is_empty() {
+        return "No training runs.".into();
+    }
+    let trained: Vec<f64> = ledger
+        .iter()
+        .filter(|r| !r.reused)
+        .filter_map(|r| r.seconds)
+        .collect();
+    let reused: Vec<&RunTime> = ledger.iter().filter(|r| r.reused).collect();
+    let mut line = format!(
+        "Training runs: {} trained here ({:.1} min of training summed over the runs; with \
+         `--jobs` some ran side by side)",
+        trained.len(),
+        trained.iter().sum::<f64>() / 60.0
+    );
+    if reused.is_empty() {
+        line += ", none reused.";
+        return line;
+    }
+    let known: Vec<f64> = reused.iter().filter_map(|r| r.seconds).collect();
+    line += &format!(", {} reused from earlier experiments", reused.len());
+    if known.len() == reused.len() {
+        let made = known.iter().sum::<f64>();
+        line += &format!(
+            " (they took {:.1} min to train), so at most {:.1} min from an empty run store.",
+            made / 60.0,
+            (seconds + made) / 60.0
+        );
+    } else {
+        line += " (their training time was not recorded).";
+    }
+    line
 }
 
 /// 12 hex digits of the SHA-256 of a run's config text.
@@ -628,12 +849,12 @@ fn convergence<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
         ("semantic", SemanticSource::Encoder),
         ("vae", SemanticSource::Vae),
     ];
+    let stage2 = |source| ctx.refiner_config(&move |r| r.data.semantic_source = source);
+    ctx.prefetch(&arms.map(|(_, source)| stage2(source)))?;
     let mut rows = Vec::new();
     let mut curves: Vec<Curve> = Vec::new();
     for (name, source) in arms {
-        let mut r = ctx.refiner_base.clone();
-        r.data.semantic_source = source;
-        let rdir = ctx.refiner(&r)?;
+        let rdir = ctx.refiner(&stage2(source))?;
         let mut s = ctx.semantic_base.clone();
         s.data.semantic_source = source;
         s.inputs.refiner = Some(rdir.clone());
@@ -818,9 +1039,7 @@ fn two_stage_arm<B: AutodiffBackend>(
     name: &str,
     edit: &dyn Fn(&mut RefinerTrainConfig),
 ) -> Result<(Score, Score)> {
-    let mut r = ctx.refiner_base.clone();
-    edit(&mut r);
-    let rdir = ctx.refiner(&r)?;
+    let rdir = ctx.refiner(&ctx.refiner_config(edit))?;
     let mut s = ctx.semantic_base.clone();
     s.inputs.refiner = Some(rdir.clone());
     let last = ctx.preset.semantic_steps;
@@ -878,15 +1097,23 @@ fn compression<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
     writeln!(md, "| MLP output | z_sem source | colour | motion | shape | background | mean hits | Fréchet (encoder) |")?;
     writeln!(md, "|---|---|---|---|---|---|---|---|")?;
     let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
-    for (label, d_out) in &arms {
-        let tag = format!("d{}", d_out.map_or("none".into(), |d| d.to_string()));
-        let (generated, real) = two_stage_arm(ctx, &tag, &|r| match d_out {
+    let edit = |d_out: Option<usize>| {
+        move |r: &mut RefinerTrainConfig| match d_out {
             Some(d) => {
                 r.model.compress = true;
-                r.model.d_out = *d;
+                r.model.d_out = d;
             }
             None => r.model.compress = false,
-        })?;
+        }
+    };
+    let configs: Vec<_> = arms
+        .iter()
+        .map(|(_, d_out)| ctx.refiner_config(&edit(*d_out)))
+        .collect();
+    ctx.prefetch(&configs)?;
+    for (label, d_out) in &arms {
+        let tag = format!("d{}", d_out.map_or("none".into(), |d| d.to_string()));
+        let (generated, real) = two_stage_arm(ctx, &tag, &edit(*d_out))?;
         arm_rows(&mut md, &mut rows, label, (generated, real))?;
         bars.push((label.clone(), vec![generated.fd, generated.mean_hits()]));
     }
@@ -921,9 +1148,15 @@ fn noise_aug<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
     writeln!(md, "| stage 2 trained with | z_sem source | colour | motion | shape | background | mean hits | Fréchet (encoder) |")?;
     writeln!(md, "|---|---|---|---|---|---|---|---|")?;
     let mut bars = Vec::new();
+    let edit = |noise: f64| move |r: &mut RefinerTrainConfig| r.model.sem_noise_max = noise;
+    let configs: Vec<_> = arms
+        .iter()
+        .map(|(_, noise)| ctx.refiner_config(&edit(*noise)))
+        .collect();
+    ctx.prefetch(&configs)?;
     for (label, noise) in &arms {
         let tag = format!("noise{noise}");
-        let (generated, real) = two_stage_arm(ctx, &tag, &|r| r.model.sem_noise_max = *noise)?;
+        let (generated, real) = two_stage_arm(ctx, &tag, &edit(*noise))?;
         arm_rows(&mut md, &mut rows, label, (generated, real))?;
         bars.push((label.clone(), vec![generated.fd, real.fd]));
     }
@@ -949,6 +1182,15 @@ fn noise_aug<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
 /// quarter of the segments).
 fn long_video<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
     let swin: RefinerTrainConfig = read_toml(&ctx.args.configs.join("base-ct-swin.toml"))?;
+    // Base-CT-Swin: the base recipe with the control's model (no semantic tokens), the same
+    // object weighting.
+    let swin = ctx.refiner_config(&|r| {
+        r.model = RefinerModel {
+            object_weight: r.model.object_weight,
+            ..swin.model.clone()
+        }
+    });
+    ctx.prefetch(&[ctx.refiner_base.clone(), swin.clone()])?;
     let mut rows = Vec::new();
     let mut md = String::new();
     let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
@@ -977,9 +1219,7 @@ fn long_video<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
                 &ctx.dir.join("semanticgen-model"),
             )?
         } else {
-            let mut r = ctx.refiner_base.clone();
-            r.model = swin.model.clone();
-            let rdir = ctx.refiner(&r)?;
+            let rdir = ctx.refiner(&swin)?;
             ctx.assemble(&rdir, None, &ctx.dir.join("base-ct-swin-model"))?
         };
         let model = ctx.load(&mdir)?;
@@ -1457,6 +1697,39 @@ mod tests {
         assert_eq!(t.hit_steps, vec![Some(100), Some(200)]);
         assert_eq!(t.z_fd, 0.8);
         assert_eq!(t.z_fd_steps, vec![Some(200), Some(200)]);
+    }
+
+    #[test]
+    fn the_cost_line_adds_the_reused_runs_training_time_to_the_wall_time() {
+        let run = |reused, seconds| RunTime { reused, seconds };
+        assert_eq!(cost_line(&[], 72.0), "No training runs.");
+        assert_eq!(
+            cost_line(&[run(false, Some(300.0)), run(false, Some(60.0))], 600.0),
+            "Training runs: 2 trained here (6.0 min of training summed over the runs; with \
+             `--jobs` some ran side by side), none reused."
+        );
+        // 10 min of wall time, plus 5 + 1 min for the two runs an earlier experiment made
+        // (at most: made side by side they took less wall time).
+        assert_eq!(
+            cost_line(
+                &[
+                    run(false, Some(120.0)),
+                    run(true, Some(300.0)),
+                    run(true, Some(60.0))
+                ],
+                600.0
+            ),
+            "Training runs: 1 trained here (2.0 min of training summed over the runs; with \
+             `--jobs` some ran side by side), 2 reused from earlier experiments (they took 6.0 \
+             min to train), so at most 16.0 min from an empty run store."
+        );
+        // A reused run without a recorded time gives no total rather than a wrong one.
+        let line = cost_line(&[run(true, Some(300.0)), run(true, None)], 600.0);
+        assert!(
+            line.ends_with("(their training time was not recorded)."),
+            "{line}"
+        );
+        assert!(!line.contains("empty run store"), "{line}");
     }
 
     #[test]
