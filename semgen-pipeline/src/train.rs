@@ -14,7 +14,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::{Rng, SeedableRng};
-use semgen_core::checkpoint::{save_checkpoint, CheckpointMeta};
+use semgen_core::checkpoint::{save_checkpoint, write_atomic, CheckpointMeta};
 use semgen_core::train::{OptimConfig, TrainError, TrainTask};
 use semgen_core::wan_dit::{TokenLayout, WanDitConfig};
 use semgen_data::{videos_to_tensor, ShapesWorld, Split, WorldConfig};
@@ -441,10 +441,8 @@ impl<B: Backend> FeaturePool<B> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
         }
-        // A per-process temporary name: two trainings may build the same pool at once.
-        let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(|e| io(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| io(e.to_string()))
+        // Atomic, through a per-process temporary file: two trainings may build one pool at once.
+        write_atomic(path, &bytes).map_err(|e| io(e.to_string()))
     }
 
     /// The pool in a cache file; `None` when it is absent or unreadable (then it is rebuilt).

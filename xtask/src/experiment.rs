@@ -199,17 +199,15 @@ struct Ctx<B: AutodiffBackend> {
     /// Frozen models per semantic source (the VAE-sourced pool differs).
     frozen: Frozen<B::InnerBackend>,
     world: ShapesWorld,
-    /// The training runs this invocation used: what it trained, and what it reused with the
-    /// time that took when it was made (so `write` can say what the experiment costs from an
-    /// empty run store).
+    /// The training runs this invocation used, once each: what it trained, and what it reused
+    /// with the time that took when it was made (so `write` can say what the experiment costs
+    /// from an empty run store).
     ledger: RefCell<Vec<RunTime>>,
-    /// Stage-2 run folders trained by [`Ctx::prefetch`] in this invocation (already in the
-    /// ledger as trained here).
-    prefetched: RefCell<Vec<PathBuf>>,
 }
 
 /// One training run an experiment needed.
 struct RunTime {
+    dir: PathBuf,
     reused: bool,
     /// Training seconds (for a reused run, as recorded when it was made; None if not recorded).
     seconds: Option<f64>,
@@ -217,6 +215,11 @@ struct RunTime {
 
 /// The file in a run folder (stage 2) or milestone folder (stage 1) holding the training time.
 const SECONDS_FILE: &str = "seconds";
+
+/// Whether the `done.toml` at `marker` holds exactly this config text (a finished run of it).
+fn finished(marker: &Path, text: &str) -> bool {
+    std::fs::read_to_string(marker).ok().as_deref() == Some(text)
+}
 
 fn read_seconds(dir: &Path) -> Option<f64> {
     std::fs::read_to_string(dir.join(SECONDS_FILE))
@@ -271,7 +274,6 @@ impl<B: AutodiffBackend> Ctx<B> {
             frozen,
             world: ShapesWorld::new(WorldConfig::default())?,
             ledger: RefCell::new(Vec::new()),
-            prefetched: RefCell::new(Vec::new()),
         })
     }
 
@@ -283,14 +285,10 @@ impl<B: AutodiffBackend> Ctx<B> {
         let text = toml::to_string(config)?;
         let dir = self.refiner_dir(&text);
         let dir = dir.as_path();
-        let marker = dir.join("done.toml");
-        if std::fs::read_to_string(&marker).ok().as_deref() == Some(text.as_str()) {
-            if !self.prefetched.borrow().iter().any(|p| p == dir) {
+        if finished(&dir.join("done.toml"), &text) {
+            // A run prefetched by this invocation is in the ledger already, as trained here.
+            if self.record(dir, true, read_seconds(dir)) {
                 println!("reusing {}", dir.display());
-                self.ledger.borrow_mut().push(RunTime {
-                    reused: true,
-                    seconds: read_seconds(dir),
-                });
             }
             return Ok(dir.to_path_buf());
         }
@@ -302,21 +300,37 @@ impl<B: AutodiffBackend> Ctx<B> {
             config.train.steps
         );
         let (task, model) = RefinerTask::<B>::new(config.clone(), &self.frozen, &self.device)?;
-        let start = Instant::now();
         let mut trainer = Trainer::new(model, config.train.clone())?;
         let s = trainer.run(&task, dir, &AtomicBool::new(false), false)?;
         println!(
             "  {} steps in {:.0} s, last loss {:.4}",
             s.steps_run, s.seconds, s.last_loss
         );
-        let seconds = start.elapsed().as_secs_f64();
-        std::fs::write(dir.join(SECONDS_FILE), format!("{seconds}"))?;
-        self.ledger.borrow_mut().push(RunTime {
-            reused: false,
-            seconds: Some(seconds),
-        });
-        std::fs::write(marker, text)?;
+        self.finish_refiner(dir, &text, s.seconds)?;
         Ok(dir.to_path_buf())
+    }
+
+    /// Adds a run to the ledger unless it is there already; whether it was added.
+    fn record(&self, dir: &Path, reused: bool, seconds: Option<f64>) -> bool {
+        let mut ledger = self.ledger.borrow_mut();
+        if ledger.iter().any(|r| r.dir == dir) {
+            return false;
+        }
+        ledger.push(RunTime {
+            dir: dir.to_path_buf(),
+            reused,
+            seconds,
+        });
+        true
+    }
+
+    /// Marks a stage-2 run trained here as finished: its training time, the ledger, and last
+    /// the `done.toml` that lets later experiments reuse it.
+    fn finish_refiner(&self, dir: &Path, text: &str, seconds: f64) -> Result<()> {
+        std::fs::write(dir.join(SECONDS_FILE), format!("{seconds}"))?;
+        self.record(dir, false, Some(seconds));
+        std::fs::write(dir.join("done.toml"), text)?;
+        Ok(())
     }
 
     fn refiner_dir(&self, config_text: &str) -> PathBuf {
@@ -338,11 +352,7 @@ impl<B: AutodiffBackend> Ctx<B> {
         for config in configs {
             let text = toml::to_string(config)?;
             let dir = self.refiner_dir(&text);
-            let done = std::fs::read_to_string(dir.join("done.toml"))
-                .ok()
-                .as_deref()
-                == Some(text.as_str());
-            if done || todo.iter().any(|(d, _)| *d == dir) {
+            if finished(&dir.join("done.toml"), &text) || todo.iter().any(|(d, _)| *d == dir) {
                 continue;
             }
             FeaturePool::cached(
@@ -396,13 +406,7 @@ impl<B: AutodiffBackend> Ctx<B> {
                 }
                 let seconds = start.elapsed().as_secs_f64();
                 println!("  {} trained in {seconds:.0} s", dir.display());
-                std::fs::write(dir.join(SECONDS_FILE), format!("{seconds}"))?;
-                self.ledger.borrow_mut().push(RunTime {
-                    reused: false,
-                    seconds: Some(seconds),
-                });
-                self.prefetched.borrow_mut().push(dir.clone());
-                std::fs::write(dir.join("done.toml"), text)?;
+                self.finish_refiner(dir, text, seconds)?;
             }
             if let Some(message) = failed {
                 bail!(message);
@@ -434,19 +438,14 @@ impl<B: AutodiffBackend> Ctx<B> {
         let dir = self.args.runs.join(format!("stage1-{}", key(&text)));
         let dir = dir.as_path();
         let marker = |m: u64| dir.join(format!("step-{m}")).join("done.toml");
-        let all_done = milestones
-            .iter()
-            .all(|&m| std::fs::read_to_string(marker(m)).ok().as_deref() == Some(text.as_str()));
+        let all_done = milestones.iter().all(|&m| finished(&marker(m), &text));
         if all_done {
             println!("reusing {}", dir.display());
             let last = milestones
                 .iter()
                 .max()
                 .map(|m| dir.join(format!("step-{m}")));
-            self.ledger.borrow_mut().push(RunTime {
-                reused: true,
-                seconds: last.and_then(|d| read_seconds(&d)),
-            });
+            self.record(dir, true, last.and_then(|d| read_seconds(&d)));
             for &m in milestones {
                 let loss = std::fs::read_to_string(dir.join(format!("step-{m}")).join("loss"))?
                     .trim()
@@ -500,10 +499,7 @@ impl<B: AutodiffBackend> Ctx<B> {
             std::fs::write(marker(m), &text)?;
             at(m, &step_dir, loss)?;
         }
-        self.ledger.borrow_mut().push(RunTime {
-            reused: false,
-            seconds: Some(training),
-        });
+        self.record(dir, false, Some(training));
         Ok(dir.to_path_buf())
     }
 
@@ -1701,7 +1697,11 @@ mod tests {
 
     #[test]
     fn the_cost_line_adds_the_reused_runs_training_time_to_the_wall_time() {
-        let run = |reused, seconds| RunTime { reused, seconds };
+        let run = |reused, seconds| RunTime {
+            dir: PathBuf::new(),
+            reused,
+            seconds,
+        };
         assert_eq!(cost_line(&[], 72.0), "No training runs.");
         assert_eq!(
             cost_line(&[run(false, Some(300.0)), run(false, Some(60.0))], 600.0),
