@@ -233,7 +233,11 @@ impl<B: AutodiffBackend> Ctx<B> {
     fn new(args: ExperimentArgs, device: B::Device) -> Result<Self> {
         let preset = Preset::new(args.quick);
         let dir = args.runs.join(args.name.name());
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Both up front: the plot is drawn into `--out` before the tables are written there,
+        // and a missing folder must not cost a finished experiment.
+        for d in [&dir, &args.out] {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
         let mut refiner_base: RefinerTrainConfig = read_toml(&args.configs.join("refiner.toml"))?;
         let mut semantic_base: SemanticTrainConfig =
             read_toml(&args.configs.join("semantic.toml"))?;
@@ -712,7 +716,8 @@ fn cost_line(ledger: &[RunTime], seconds: f64) -> String {
         "Training runs: {} trained here ({:.1} min of training summed over the runs; with \
          `--jobs` some ran side by side)",
         trained.len(),
-        trained.iter().sum::<f64>() / 60.0
+        // A fold from +0: the empty `sum` of floats is −0, printed "-0.0".
+        trained.iter().fold(0.0, |a, b| a + b) / 60.0
     );
     if reused.is_empty() {
         line += ", none reused.";
