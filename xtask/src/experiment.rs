@@ -44,6 +44,7 @@ use semgen_pipeline::train::{
     SemanticTask, SemanticTrainConfig,
 };
 use std::cell::RefCell;
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -102,12 +103,19 @@ pub struct ExperimentArgs {
     /// the quick size.
     #[arg(long, default_value_t = 5.0)]
     pub object_weight: f64,
-    /// Stage-2 runs trained at once, each in its own `xtask train refiner` process with
-    /// cores/jobs compute threads. One training process keeps little more than one of the
-    /// 2-core CPU's cores busy, so `--jobs 2` nearly halves an experiment's training time
-    /// there; on a GPU leave it at 1.
+    /// Training runs trained at once, each in a process of its own with cores/jobs compute
+    /// threads (stage 2 by `xtask train refiner`, stage 1 by this command in a child mode), a
+    /// stage-1 run starting as soon as the stage-2 run it generates for is done. One training
+    /// process keeps little more than one of the 2-core CPU's cores busy, so `--jobs 2`
+    /// nearly halves an experiment's training time there; on a GPU leave it at 1.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Child mode of `--jobs`: train only the stage-1 run of this config to `--milestones`
+    /// (exports and markers as [`Ctx::semantic`] writes them), then exit.
+    #[arg(long, hide = true)]
+    pub stage1: Option<PathBuf>,
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub milestones: Vec<u64>,
 }
 
 /// Sizes of one preset.
@@ -164,6 +172,11 @@ impl AutodiffTask for Job {
     type Output = Result<()>;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
         let ctx = Ctx::<B>::new(self.0, device)?;
+        if let Some(config) = &ctx.args.stage1 {
+            let config: SemanticTrainConfig = read_toml(config)?;
+            ctx.semantic(&config, &ctx.args.milestones, &mut |_, _, _| Ok(()))?;
+            return Ok(());
+        }
         let start = Instant::now();
         let out = match ctx.args.name {
             Experiment::Convergence => convergence(&ctx)?,
@@ -211,6 +224,27 @@ struct RunTime {
     reused: bool,
     /// Training seconds (for a reused run, as recorded when it was made; None if not recorded).
     seconds: Option<f64>,
+}
+
+/// A training run [`Ctx::prefetch`] makes in a child process.
+struct Fetch {
+    dir: PathBuf,
+    /// The config's TOML (written to `config.toml` in `dir` for the child).
+    text: String,
+    /// The run that must finish first (the stage-2 run a stage-1 run generates for).
+    after: Option<PathBuf>,
+    /// Stage 1: its last milestone (whose folder holds the training time); stage 2: None.
+    last: Option<u64>,
+    /// The child's arguments.
+    args: Vec<OsString>,
+}
+
+/// The first run of `todo` that may start: one whose prerequisite is neither waiting in `todo`
+/// nor among the `running` runs.
+fn next_ready(todo: &[Fetch], running: &[&Path]) -> Option<usize> {
+    let busy = |d: &Path| todo.iter().any(|f| f.dir == d) || running.contains(&d);
+    todo.iter()
+        .position(|f| f.after.as_deref().is_none_or(|a| !busy(a)))
 }
 
 /// The file in a run folder (stage 2) or milestone folder (stage 1) holding the training time.
@@ -341,82 +375,185 @@ impl<B: AutodiffBackend> Ctx<B> {
         self.args.runs.join(format!("stage2-{}", key(config_text)))
     }
 
-    /// With `--jobs N` > 1: trains the stage-2 runs of `configs` that are not finished yet, N
-    /// at a time, each in its own `xtask train refiner` process (output in the run's
-    /// `train.out`), so that [`Ctx::refiner`] then finds them done. The shared feature pool is
-    /// built here first, once, rather than by every process. A process gets cores/N compute
-    /// threads, so a run trained this way can differ from one trained in-process in the last
-    /// bits (the thread count changes how sums are split).
-    fn prefetch(&self, configs: &[RefinerTrainConfig]) -> Result<()> {
+    fn semantic_dir(&self, config_text: &str) -> PathBuf {
+        self.args.runs.join(format!("stage1-{}", key(config_text)))
+    }
+
+    /// Stage 1's config for the stage-2 run of `stage2`: the base recipe generating that run's
+    /// `z_sem` (its MLP, its semantic source).
+    fn stage1_config(&self, stage2: &RefinerTrainConfig) -> Result<SemanticTrainConfig> {
+        let mut s = self.semantic_base.clone();
+        s.data.semantic_source = stage2.data.semantic_source;
+        s.inputs.refiner = Some(self.refiner_dir(&toml::to_string(stage2)?));
+        Ok(s)
+    }
+
+    /// With `--jobs N` > 1: trains the runs of `stage2` and `stage1` (each with the
+    /// milestones it is evaluated at) that are not finished yet, N at a time, each in a process
+    /// of its own (output in the run's `train.out`), so that [`Ctx::refiner`] and
+    /// [`Ctx::semantic`] then find them done. A stage-1 run starts once the stage-2 run it
+    /// generates for has finished. The shared feature pools are built here first, once, rather
+    /// than by every process. A process gets cores/N compute threads, so a run trained this way
+    /// can differ from one trained in-process in the last bits (the thread count changes how
+    /// sums are split).
+    fn prefetch(
+        &self,
+        stage2: &[RefinerTrainConfig],
+        stage1: &[(SemanticTrainConfig, &[u64])],
+    ) -> Result<()> {
         let jobs = self.args.jobs.max(1);
         if jobs == 1 {
             return Ok(());
         }
-        let mut todo: Vec<(PathBuf, String)> = Vec::new();
-        for config in configs {
-            let text = toml::to_string(config)?;
-            let dir = self.refiner_dir(&text);
-            if finished(&dir.join("done.toml"), &text) || todo.iter().any(|(d, _)| *d == dir) {
-                continue;
-            }
-            FeaturePool::cached(
-                &self.frozen,
-                &config.inputs,
-                &config.data,
-                Split::Train,
-                true,
-            )?;
-            todo.push((dir, text));
-        }
         let exe = std::env::current_exe().context("finding the xtask binary")?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = (cores / jobs).max(1);
-        for batch in todo.chunks(jobs) {
-            let mut children = Vec::new();
-            for (dir, text) in batch {
-                let _ = std::fs::remove_dir_all(dir);
-                std::fs::create_dir_all(dir)?;
-                let config = dir.join("config.toml");
-                std::fs::write(&config, text)?;
-                let out = std::fs::File::create(dir.join("train.out"))?;
+        // Built (or found) here once, so that the children only read it.
+        let pool = |inputs, data, with_latents| {
+            FeaturePool::cached(&self.frozen, inputs, data, Split::Train, with_latents)
+        };
+        let mut todo: Vec<Fetch> = Vec::new();
+        for config in stage2 {
+            let text = toml::to_string(config)?;
+            let dir = self.refiner_dir(&text);
+            if finished(&dir.join("done.toml"), &text) || todo.iter().any(|f| f.dir == dir) {
+                continue;
+            }
+            pool(&config.inputs, &config.data, true)?;
+            let mut args: Vec<OsString> = ["train", "refiner", "--quiet", "--config"]
+                .map(OsString::from)
+                .into();
+            args.push(dir.join("config.toml").into());
+            args.extend(["--out".into(), dir.clone().into()]);
+            args.extend(["--device".into(), self.args.device.to_string().into()]);
+            todo.push(Fetch {
+                dir,
+                text,
+                after: None,
+                last: None,
+                args,
+            });
+        }
+        for (config, milestones) in stage1 {
+            let text = toml::to_string(config)?;
+            let dir = self.semantic_dir(&text);
+            let Some(&last) = milestones.iter().max() else {
+                continue;
+            };
+            let marker = |m: u64| dir.join(format!("step-{m}")).join("done.toml");
+            if milestones.iter().all(|&m| finished(&marker(m), &text))
+                || todo.iter().any(|f| f.dir == dir)
+            {
+                continue;
+            }
+            let after = config.inputs.refiner.clone();
+            // A stage-2 run neither done nor being made here is left to the in-process path.
+            let waits = after
+                .as_ref()
+                .is_some_and(|a| todo.iter().any(|f| f.dir == *a));
+            let ready = after.as_ref().is_some_and(|a| a.join("done.toml").exists());
+            if !waits && !ready {
+                continue;
+            }
+            pool(&config.inputs, &config.data, false)?;
+            let a = &self.args;
+            let mut args: Vec<OsString> = vec!["experiment".into(), a.name.name().into()];
+            args.extend(["--stage1".into(), dir.join("config.toml").into()]);
+            let list: Vec<String> = milestones.iter().map(u64::to_string).collect();
+            args.extend(["--milestones".into(), list.join(",").into()]);
+            for (flag, value) in [
+                ("--model", &a.model),
+                ("--configs", &a.configs),
+                ("--out", &a.out),
+                ("--runs", &a.runs),
+            ] {
+                args.extend([flag.into(), value.clone().into()]);
+            }
+            args.extend(["--device".into(), a.device.to_string().into()]);
+            args.extend(["--object-weight".into(), a.object_weight.to_string().into()]);
+            if a.quick {
+                args.push("--quick".into());
+            }
+            todo.push(Fetch {
+                dir,
+                text,
+                after: if waits { after } else { None },
+                last: Some(last),
+                args,
+            });
+        }
+        let mut running: Vec<(Fetch, Instant, std::process::Child)> = Vec::new();
+        let mut failed: Option<String> = None;
+        loop {
+            // Start what may start; after a failure only wait for the running ones.
+            while failed.is_none() && running.len() < jobs {
+                let started: Vec<&Path> = running.iter().map(|r| r.0.dir.as_path()).collect();
+                let Some(i) = next_ready(&todo, &started) else {
+                    break;
+                };
+                let fetch = todo.remove(i);
+                let _ = std::fs::remove_dir_all(&fetch.dir);
+                std::fs::create_dir_all(&fetch.dir)?;
+                std::fs::write(fetch.dir.join("config.toml"), &fetch.text)?;
+                let out = std::fs::File::create(fetch.dir.join("train.out"))?;
                 println!(
-                    "training stage 2 into {} in a process of its own ({threads} threads)",
-                    dir.display()
+                    "training {} in a process of its own ({threads} threads)",
+                    fetch.dir.display()
                 );
                 let child = std::process::Command::new(&exe)
-                    .args(["train", "refiner", "--quiet", "--config"])
-                    .arg(&config)
-                    .arg("--out")
-                    .arg(dir)
-                    .args(["--device", &self.args.device.to_string()])
+                    .args(&fetch.args)
                     .env("RAYON_NUM_THREADS", threads.to_string())
                     .stdout(out.try_clone()?)
                     .stderr(out)
                     .spawn()
                     .with_context(|| format!("starting {}", exe.display()))?;
-                children.push((dir, text, Instant::now(), child));
+                running.push((fetch, Instant::now(), child));
             }
-            // Wait for every child before failing, so none is left running.
-            let mut failed = None;
-            for (dir, text, start, mut child) in children {
-                let status = child.wait()?;
+            if running.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let mut i = 0;
+            while i < running.len() {
+                let Some(status) = running[i].2.try_wait()? else {
+                    i += 1;
+                    continue;
+                };
+                let (fetch, start, _) = running.remove(i);
                 if !status.success() {
                     failed.get_or_insert(format!(
-                        "training stage 2 into {} failed ({status}); its output is in {}",
-                        dir.display(),
-                        dir.join("train.out").display()
+                        "training {} failed ({status}); its output is in {}",
+                        fetch.dir.display(),
+                        fetch.dir.join("train.out").display()
                     ));
                     continue;
                 }
                 let seconds = start.elapsed().as_secs_f64();
-                println!("  {} trained in {seconds:.0} s", dir.display());
-                self.finish_refiner(dir, text, seconds)?;
-            }
-            if let Some(message) = failed {
-                bail!(message);
+                println!("  {} trained in {seconds:.0} s", fetch.dir.display());
+                match fetch.last {
+                    None => self.finish_refiner(&fetch.dir, &fetch.text, seconds)?,
+                    // Stage 1 wrote its own training time at each milestone.
+                    Some(last) => {
+                        let step = fetch.dir.join(format!("step-{last}"));
+                        self.record(&fetch.dir, false, read_seconds(&step));
+                    }
+                }
             }
         }
-        Ok(())
+        match failed {
+            Some(message) => bail!(message),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Ctx::prefetch`] of two-stage arms: each stage-2 config with its stage 1 (trained to
+    /// `milestones`).
+    fn prefetch_arms(&self, stage2: &[RefinerTrainConfig], milestones: &[u64]) -> Result<()> {
+        let stage1 = stage2
+            .iter()
+            .map(|c| Ok((self.stage1_config(c)?, milestones)))
+            .collect::<Result<Vec<_>>>()?;
+        self.prefetch(stage2, &stage1)
     }
 
     /// Stage 2's config with `edit` applied to the base recipe.
@@ -439,17 +576,19 @@ impl<B: AutodiffBackend> Ctx<B> {
         at: &mut dyn FnMut(u64, &Path, f64) -> Result<()>,
     ) -> Result<PathBuf> {
         let text = toml::to_string(config)?;
-        let dir = self.args.runs.join(format!("stage1-{}", key(&text)));
+        let dir = self.semantic_dir(&text);
         let dir = dir.as_path();
         let marker = |m: u64| dir.join(format!("step-{m}")).join("done.toml");
         let all_done = milestones.iter().all(|&m| finished(&marker(m), &text));
         if all_done {
-            println!("reusing {}", dir.display());
             let last = milestones
                 .iter()
                 .max()
                 .map(|m| dir.join(format!("step-{m}")));
-            self.record(dir, true, last.and_then(|d| read_seconds(&d)));
+            // A run prefetched by this invocation is in the ledger already, as trained here.
+            if self.record(dir, true, last.and_then(|d| read_seconds(&d))) {
+                println!("reusing {}", dir.display());
+            }
             for &m in milestones {
                 let loss = std::fs::read_to_string(dir.join(format!("step-{m}")).join("loss"))?
                     .trim()
@@ -458,7 +597,15 @@ impl<B: AutodiffBackend> Ctx<B> {
             }
             return Ok(dir.to_path_buf());
         }
-        let _ = std::fs::remove_dir_all(dir);
+        // Stale milestones go; the folder stays, as a prefetching parent wrote this child's
+        // config.toml and train.out there.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("step-") {
+                    std::fs::remove_dir_all(e.path())?;
+                }
+            }
+        }
         let refiner_dir = config
             .inputs
             .refiner
@@ -851,14 +998,15 @@ fn convergence<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
         ("vae", SemanticSource::Vae),
     ];
     let stage2 = |source| ctx.refiner_config(&move |r| r.data.semantic_source = source);
-    ctx.prefetch(&arms.map(|(_, source)| stage2(source)))?;
+    ctx.prefetch_arms(
+        &arms.map(|(_, source)| stage2(source)),
+        &ctx.preset.milestones,
+    )?;
     let mut rows = Vec::new();
     let mut curves: Vec<Curve> = Vec::new();
     for (name, source) in arms {
         let rdir = ctx.refiner(&stage2(source))?;
-        let mut s = ctx.semantic_base.clone();
-        s.data.semantic_source = source;
-        s.inputs.refiner = Some(rdir.clone());
+        let s = ctx.stage1_config(&stage2(source))?;
         let mut curve = Vec::new();
         let mut real_tokens: Option<Vec<Vec<f32>>> = None;
         ctx.semantic(&s, &ctx.preset.milestones, &mut |step, sdir, loss| {
@@ -1040,9 +1188,9 @@ fn two_stage_arm<B: AutodiffBackend>(
     name: &str,
     edit: &dyn Fn(&mut RefinerTrainConfig),
 ) -> Result<(Score, Score)> {
-    let rdir = ctx.refiner(&ctx.refiner_config(edit))?;
-    let mut s = ctx.semantic_base.clone();
-    s.inputs.refiner = Some(rdir.clone());
+    let config = ctx.refiner_config(edit);
+    let rdir = ctx.refiner(&config)?;
+    let s = ctx.stage1_config(&config)?;
     let last = ctx.preset.semantic_steps;
     let mut result = None;
     ctx.semantic(&s, &[last], &mut |_, sdir, _| {
@@ -1111,7 +1259,7 @@ fn compression<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
         .iter()
         .map(|(_, d_out)| ctx.refiner_config(&edit(*d_out)))
         .collect();
-    ctx.prefetch(&configs)?;
+    ctx.prefetch_arms(&configs, &[ctx.preset.semantic_steps])?;
     for (label, d_out) in &arms {
         let tag = format!("d{}", d_out.map_or("none".into(), |d| d.to_string()));
         let (generated, real) = two_stage_arm(ctx, &tag, &edit(*d_out))?;
@@ -1154,7 +1302,7 @@ fn noise_aug<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
         .iter()
         .map(|(_, noise)| ctx.refiner_config(&edit(*noise)))
         .collect();
-    ctx.prefetch(&configs)?;
+    ctx.prefetch_arms(&configs, &[ctx.preset.semantic_steps])?;
     for (label, noise) in &arms {
         let tag = format!("noise{noise}");
         let (generated, real) = two_stage_arm(ctx, &tag, &edit(*noise))?;
@@ -1191,7 +1339,12 @@ fn long_video<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
             ..swin.model.clone()
         }
     });
-    ctx.prefetch(&[ctx.refiner_base.clone(), swin.clone()])?;
+    let last = ctx.preset.semantic_steps;
+    let stage1 = ctx.stage1_config(&ctx.refiner_base)?;
+    ctx.prefetch(
+        &[ctx.refiner_base.clone(), swin.clone()],
+        &[(stage1.clone(), &[last])],
+    )?;
     let mut rows = Vec::new();
     let mut md = String::new();
     let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
@@ -1210,10 +1363,7 @@ fn long_video<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
     for method in ["SemanticGen", "Base-CT-Swin"] {
         let mdir = if method == "SemanticGen" {
             let rdir = ctx.refiner(&ctx.refiner_base)?;
-            let mut s = ctx.semantic_base.clone();
-            s.inputs.refiner = Some(rdir.clone());
-            let last = ctx.preset.semantic_steps;
-            let sdir = ctx.semantic(&s, &[last], &mut |_, _, _| Ok(()))?;
+            let sdir = ctx.semantic(&stage1, &[last], &mut |_, _, _| Ok(()))?;
             ctx.assemble(
                 &rdir,
                 Some(&sdir.join(format!("step-{last}"))),
@@ -1698,6 +1848,31 @@ mod tests {
         assert_eq!(t.hit_steps, vec![Some(100), Some(200)]);
         assert_eq!(t.z_fd, 0.8);
         assert_eq!(t.z_fd_steps, vec![Some(200), Some(200)]);
+    }
+
+    #[test]
+    fn a_stage1_run_waits_for_the_stage2_run_it_generates_for() {
+        let fetch = |dir: &str, after: Option<&str>| Fetch {
+            dir: dir.into(),
+            text: String::new(),
+            after: after.map(PathBuf::from),
+            last: None,
+            args: Vec::new(),
+        };
+        // Stage 1 of arm a is listed first but must wait for stage 2 of arm a.
+        let todo = [
+            fetch("s1a", Some("s2a")),
+            fetch("s2a", None),
+            fetch("s1b", Some("s2b")),
+        ];
+        assert_eq!(next_ready(&todo, &[]), Some(1));
+        // s2a running, s2b neither waiting nor running (finished): s1b may go, s1a not.
+        let left = [fetch("s1a", Some("s2a")), fetch("s1b", Some("s2b"))];
+        assert_eq!(next_ready(&left, &[Path::new("s2a")]), Some(1));
+        // Only s1a left while s2a runs: nothing may start.
+        assert_eq!(next_ready(&todo[..1], &[Path::new("s2a")]), None);
+        assert_eq!(next_ready(&todo[..1], &[]), Some(0));
+        assert_eq!(next_ready(&[], &[]), None);
     }
 
     #[test]
