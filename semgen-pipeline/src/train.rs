@@ -615,14 +615,23 @@ fn save<B: Backend, M: Module<B> + burn::store::ModuleSnapshot<B>>(
 // ---------------------------------------------------------------------------------------------
 
 /// Loads the weights of `path` into `module` after checking that the file's stored config is
-/// `config` (a fine-tune keeps the architecture).
-fn init_from<B, C, M>(module: M, config: &C, path: &Path, component: &str) -> Result<M, TrainError>
+/// `config` (a fine-tune keeps the architecture). `training_only` copies this run's
+/// training-time settings (dropout rates, noise levels) into the stored config before the
+/// comparison: a fine-tune may change those.
+fn init_from<B, C, M>(
+    module: M,
+    config: &C,
+    path: &Path,
+    component: &str,
+    training_only: fn(&mut C, &C),
+) -> Result<M, TrainError>
 where
     B: Backend,
     C: serde::de::DeserializeOwned + crate::model::ParamFloor + PartialEq + std::fmt::Debug,
     M: Module<B> + burn::store::ModuleSnapshot<B>,
 {
-    let stored: C = crate::model::stored_config(path, component).map_err(TrainError::task)?;
+    let mut stored: C = crate::model::stored_config(path, component).map_err(TrainError::task)?;
+    training_only(&mut stored, config);
     if &stored != config {
         return Err(TrainError::task(format!(
             "init_from: {} holds a {component} of another config ({stored:?}) than this run's ({config:?})",
@@ -723,6 +732,12 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                 &refiner_config,
                 &dir.join(crate::model::REFINER_FILE),
                 "refiner",
+                |stored, run| {
+                    stored.sem_noise_max = run.sem_noise_max;
+                    stored.text_drop = run.text_drop;
+                    stored.sem_drop = run.sem_drop;
+                    stored.timesteps = run.timesteps.clone();
+                },
             )?;
             if semantic_dim > 0 {
                 compressor = init_from(
@@ -730,6 +745,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                     &compressor_config,
                     &dir.join(crate::model::COMPRESSOR_FILE),
                     "compressor",
+                    |stored, run| stored.kl_weight = run.kl_weight,
                 )?;
             }
         }

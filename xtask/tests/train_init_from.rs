@@ -1,8 +1,9 @@
 //! A refiner fine-tune (`[inputs] init_from`, `[model] object_weight`) through the real
 //! `cargo xtask train refiner` binary, on a tiny refiner over the shipped model's frozen VAE and
 //! encoders (a 2-clip pool of 5-frame 32x32 clips): the fine-tune starts from the given weights,
-//! not from its own seed's init, can keep the compression MLP frozen, and a folder holding
-//! another architecture is refused even when every tensor has the same shape.
+//! not from its own seed's init, can keep the compression MLP frozen and change training-only
+//! settings, and a folder holding another architecture is refused even when every tensor has
+//! the same shape.
 
 use semgen_core::checkpoint::parse_safetensors;
 use std::path::{Path, PathBuf};
@@ -146,10 +147,19 @@ fn a_fine_tune_starts_from_its_init_from_weights_and_refuses_another_architectur
     assert!(max_diff(&weights(&base.join("refiner.safetensors")), &fresh) > 1e-2);
 
     // A frozen compression MLP stays the base run's while the refiner learns (a normal lr).
+    // The fine-tune changes a training-only setting (the text dropout): same architecture,
+    // accepted.
     ok(&train(
         dir.path(),
         "frozen",
-        &config(2, 5e-3, 0, 7, &from, "freeze_compressor = true"),
+        &config(
+            2,
+            5e-3,
+            0,
+            7,
+            &from,
+            "freeze_compressor = true\ntext_drop = 0.7",
+        ),
     ));
     let frozen = dir.path().join("frozen");
     let mlp = max_diff(
