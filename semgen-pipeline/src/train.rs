@@ -49,8 +49,8 @@ pub struct Inputs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_cache: Option<PathBuf>,
     /// Refiner only: start from the refiner and compression MLP of this folder (a refiner run
-    /// or a model folder) instead of a fresh init: a fine-tune. Their stored configs must equal
-    /// this run's.
+    /// or a model folder) instead of a fresh init: a fine-tune. Their stored architectures must
+    /// equal this run's (training-only settings such as `text_drop` may change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
 }
