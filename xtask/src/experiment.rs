@@ -255,6 +255,18 @@ fn finished(marker: &Path, text: &str) -> bool {
     std::fs::read_to_string(marker).ok().as_deref() == Some(text)
 }
 
+/// The export folder of stage-1 run `dir` at milestone `m`.
+fn step_dir(dir: &Path, m: u64) -> PathBuf {
+    dir.join(format!("step-{m}"))
+}
+
+/// Whether stage-1 run `dir` of this config text has every one of `milestones` exported.
+fn milestones_done(dir: &Path, milestones: &[u64], text: &str) -> bool {
+    milestones
+        .iter()
+        .all(|&m| finished(&step_dir(dir, m).join("done.toml"), text))
+}
+
 fn read_seconds(dir: &Path) -> Option<f64> {
     std::fs::read_to_string(dir.join(SECONDS_FILE))
         .ok()?
@@ -440,10 +452,7 @@ impl<B: AutodiffBackend> Ctx<B> {
             let Some(&last) = milestones.iter().max() else {
                 continue;
             };
-            let marker = |m: u64| dir.join(format!("step-{m}")).join("done.toml");
-            if milestones.iter().all(|&m| finished(&marker(m), &text))
-                || todo.iter().any(|f| f.dir == dir)
-            {
+            if milestones_done(&dir, milestones, &text) || todo.iter().any(|f| f.dir == dir) {
                 continue;
             }
             let after = config.inputs.refiner.clone();
@@ -534,8 +543,8 @@ impl<B: AutodiffBackend> Ctx<B> {
                     None => self.finish_refiner(&fetch.dir, &fetch.text, seconds)?,
                     // Stage 1 wrote its own training time at each milestone.
                     Some(last) => {
-                        let step = fetch.dir.join(format!("step-{last}"));
-                        self.record(&fetch.dir, false, read_seconds(&step));
+                        let seconds = read_seconds(&step_dir(&fetch.dir, last));
+                        self.record(&fetch.dir, false, seconds);
                     }
                 }
             }
@@ -578,22 +587,17 @@ impl<B: AutodiffBackend> Ctx<B> {
         let text = toml::to_string(config)?;
         let dir = self.semantic_dir(&text);
         let dir = dir.as_path();
-        let marker = |m: u64| dir.join(format!("step-{m}")).join("done.toml");
-        let all_done = milestones.iter().all(|&m| finished(&marker(m), &text));
-        if all_done {
-            let last = milestones
-                .iter()
-                .max()
-                .map(|m| dir.join(format!("step-{m}")));
+        if milestones_done(dir, milestones, &text) {
+            let last = milestones.iter().max().map(|&m| step_dir(dir, m));
             // A run prefetched by this invocation is in the ledger already, as trained here.
             if self.record(dir, true, last.and_then(|d| read_seconds(&d))) {
                 println!("reusing {}", dir.display());
             }
             for &m in milestones {
-                let loss = std::fs::read_to_string(dir.join(format!("step-{m}")).join("loss"))?
+                let loss = std::fs::read_to_string(step_dir(dir, m).join("loss"))?
                     .trim()
                     .parse()?;
-                at(m, &dir.join(format!("step-{m}")), loss)?;
+                at(m, &step_dir(dir, m), loss)?;
             }
             return Ok(dir.to_path_buf());
         }
@@ -636,19 +640,19 @@ impl<B: AutodiffBackend> Ctx<B> {
                 sum += trainer.train_step(&task)?;
                 n += 1;
             }
-            let step_dir = dir.join(format!("step-{m}"));
-            std::fs::create_dir_all(&step_dir)?;
-            task.export(&trainer.export_weights(), &step_dir, m)?;
+            let export = step_dir(dir, m);
+            std::fs::create_dir_all(&export)?;
+            task.export(&trainer.export_weights(), &export, m)?;
             training += lap.elapsed().as_secs_f64();
-            std::fs::write(step_dir.join(SECONDS_FILE), format!("{training}"))?;
+            std::fs::write(export.join(SECONDS_FILE), format!("{training}"))?;
             let loss = sum / n.max(1) as f64;
             println!(
                 "  step {m}: loss {loss:.4} ({:.0} s)",
                 start.elapsed().as_secs_f64()
             );
-            std::fs::write(step_dir.join("loss"), format!("{loss}"))?;
-            std::fs::write(marker(m), &text)?;
-            at(m, &step_dir, loss)?;
+            std::fs::write(export.join("loss"), format!("{loss}"))?;
+            std::fs::write(export.join("done.toml"), &text)?;
+            at(m, &export, loss)?;
         }
         self.record(dir, false, Some(training));
         Ok(dir.to_path_buf())
@@ -1181,16 +1185,15 @@ fn targets(curves: &[Curve]) -> Targets {
     }
 }
 
-/// Trains stage 2 with `edit` applied, then stage 1 on its MLP, and scores generated clips
-/// (and, with `real`, clips conditioned on the real z_sem).
+/// Trains stage 2 of `config`, then stage 1 on its MLP, and scores generated clips and clips
+/// conditioned on the real z_sem.
 fn two_stage_arm<B: AutodiffBackend>(
     ctx: &Ctx<B>,
     name: &str,
-    edit: &dyn Fn(&mut RefinerTrainConfig),
+    config: &RefinerTrainConfig,
 ) -> Result<(Score, Score)> {
-    let config = ctx.refiner_config(edit);
-    let rdir = ctx.refiner(&config)?;
-    let s = ctx.stage1_config(&config)?;
+    let rdir = ctx.refiner(config)?;
+    let s = ctx.stage1_config(config)?;
     let last = ctx.preset.semantic_steps;
     let mut result = None;
     ctx.semantic(&s, &[last], &mut |_, sdir, _| {
@@ -1203,6 +1206,26 @@ fn two_stage_arm<B: AutodiffBackend>(
         Ok(())
     })?;
     result.context("stage 1 produced no milestone")
+}
+
+/// Every arm of a two-stage comparison (label, folder tag, stage-2 config), prefetched
+/// together and then run by [`two_stage_arm`]; their rows go to `md` and `rows`, and their
+/// scores (generated, real) come back in order.
+fn two_stage_arms<B: AutodiffBackend>(
+    ctx: &Ctx<B>,
+    arms: &[(String, String, RefinerTrainConfig)],
+    md: &mut String,
+    rows: &mut Vec<Vec<String>>,
+) -> Result<Vec<(Score, Score)>> {
+    let configs: Vec<_> = arms.iter().map(|(_, _, c)| c.clone()).collect();
+    ctx.prefetch_arms(&configs, &[ctx.preset.semantic_steps])?;
+    arms.iter()
+        .map(|(label, tag, config)| {
+            let scores = two_stage_arm(ctx, tag, config)?;
+            arm_rows(md, rows, label, scores)?;
+            Ok(scores)
+        })
+        .collect()
 }
 
 /// The Markdown and CSV rows of one arm of [`two_stage_arm`]: its scores on generated and on
@@ -1245,27 +1268,28 @@ fn compression<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
     let mut md = String::new();
     writeln!(md, "| MLP output | z_sem source | colour | motion | shape | background | mean hits | Fréchet (encoder) |")?;
     writeln!(md, "|---|---|---|---|---|---|---|---|")?;
-    let mut bars: Vec<(String, Vec<f64>)> = Vec::new();
-    let edit = |d_out: Option<usize>| {
-        move |r: &mut RefinerTrainConfig| match d_out {
-            Some(d) => {
-                r.model.compress = true;
-                r.model.d_out = d;
-            }
-            None => r.model.compress = false,
-        }
-    };
-    let configs: Vec<_> = arms
-        .iter()
-        .map(|(_, d_out)| ctx.refiner_config(&edit(*d_out)))
+    let arms: Vec<_> = arms
+        .into_iter()
+        .map(|(label, d_out)| {
+            let tag = format!("d{}", d_out.map_or("none".into(), |d| d.to_string()));
+            let config = ctx.refiner_config(&|r| match d_out {
+                Some(d) => {
+                    r.model.compress = true;
+                    r.model.d_out = d;
+                }
+                None => r.model.compress = false,
+            });
+            (label, tag, config)
+        })
         .collect();
-    ctx.prefetch_arms(&configs, &[ctx.preset.semantic_steps])?;
-    for (label, d_out) in &arms {
-        let tag = format!("d{}", d_out.map_or("none".into(), |d| d.to_string()));
-        let (generated, real) = two_stage_arm(ctx, &tag, &edit(*d_out))?;
-        arm_rows(&mut md, &mut rows, label, (generated, real))?;
-        bars.push((label.clone(), vec![generated.fd, generated.mean_hits()]));
-    }
+    let scores = two_stage_arms(ctx, &arms, &mut md, &mut rows)?;
+    let bars: Vec<(String, Vec<f64>)> = arms
+        .iter()
+        .zip(&scores)
+        .map(|((label, _, _), (generated, _))| {
+            (label.clone(), vec![generated.fd, generated.mean_hits()])
+        })
+        .collect();
     bar_plot(
         &ctx.png(),
         "compression: stage 1 → stage 2 on held-out prompts",
@@ -1296,19 +1320,19 @@ fn noise_aug<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
     let mut md = String::new();
     writeln!(md, "| stage 2 trained with | z_sem source | colour | motion | shape | background | mean hits | Fréchet (encoder) |")?;
     writeln!(md, "|---|---|---|---|---|---|---|---|")?;
-    let mut bars = Vec::new();
-    let edit = |noise: f64| move |r: &mut RefinerTrainConfig| r.model.sem_noise_max = noise;
-    let configs: Vec<_> = arms
-        .iter()
-        .map(|(_, noise)| ctx.refiner_config(&edit(*noise)))
+    let arms: Vec<_> = arms
+        .into_iter()
+        .map(|(label, noise)| {
+            let config = ctx.refiner_config(&|r| r.model.sem_noise_max = noise);
+            (label, format!("noise{noise}"), config)
+        })
         .collect();
-    ctx.prefetch_arms(&configs, &[ctx.preset.semantic_steps])?;
-    for (label, noise) in &arms {
-        let tag = format!("noise{noise}");
-        let (generated, real) = two_stage_arm(ctx, &tag, &edit(*noise))?;
-        arm_rows(&mut md, &mut rows, label, (generated, real))?;
-        bars.push((label.clone(), vec![generated.fd, real.fd]));
-    }
+    let scores = two_stage_arms(ctx, &arms, &mut md, &mut rows)?;
+    let bars: Vec<(String, Vec<f64>)> = arms
+        .iter()
+        .zip(&scores)
+        .map(|((label, _, _), (generated, real))| (label.clone(), vec![generated.fd, real.fd]))
+        .collect();
     bar_plot(
         &ctx.png(),
         "noise augmentation of z_sem: Fréchet distance (lower is better)",
@@ -1366,7 +1390,7 @@ fn long_video<B: AutodiffBackend>(ctx: &Ctx<B>) -> Result<Output> {
             let sdir = ctx.semantic(&stage1, &[last], &mut |_, _, _| Ok(()))?;
             ctx.assemble(
                 &rdir,
-                Some(&sdir.join(format!("step-{last}"))),
+                Some(&step_dir(&sdir, last)),
                 &ctx.dir.join("semanticgen-model"),
             )?
         } else {
