@@ -32,6 +32,8 @@ pub enum EncodeError {
     },
     #[error("expected {expected} channels, got {found}")]
     Channels { expected: usize, found: usize },
+    #[error("attribute labels do not fit the model's attribute head: {0}")]
+    Labels(String),
     #[error("packed patches do not match their grids: {0}")]
     PackedInput(String),
     #[error(transparent)]

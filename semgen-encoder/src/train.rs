@@ -2,6 +2,9 @@
 //! video encoder can be downloaded, so the tower is trained as the paper's was, by
 //! vision–language alignment — a symmetric contrastive (InfoNCE) objective between the pooled
 //! video tokens and the pooled caption tokens — and judged by caption retrieval and linear probes.
+//! Optionally (the "per-attribute heads") a linear head on the pooled video features
+//! predicts which attribute values a clip holds (multi-hot, binary cross-entropy), so attributes
+//! that captions of a batch rarely tell apart still shape the features.
 //!
 //! Everything here is backend-generic and data-source-agnostic: clips arrive as tensors, labels as
 //! integers. The data loop (Shapes clips from `semgen-data`) belongs to the command that drives it.
@@ -62,6 +65,13 @@ pub fn info_nce<B: Backend>(
     let v2t = -(log_softmax(logits.clone(), 1) * eye.clone()).sum() / b as f64;
     let t2v = -(log_softmax(logits.transpose(), 1) * eye).sum() / b as f64;
     (v2t + t2v) / 2.0
+}
+
+/// Mean binary cross-entropy of `logits` against 0/1 `targets` of the same shape, in the stable
+/// form `max(x, 0) − x·y + ln(1 + e^−|x|)` (PyTorch's `binary_cross_entropy_with_logits`).
+pub fn bce_with_logits<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2>) -> Tensor<B, 1> {
+    let soft = logits.clone().abs().neg().exp().log1p();
+    (logits.clone().clamp_min(0.0) - logits * targets + soft).mean()
 }
 
 /// Fraction of videos whose most similar caption (cosine, among all rows of `text`) is their own.
@@ -207,6 +217,10 @@ pub struct ContrastiveConfig {
     /// Width of the shared embedding space.
     pub embed_dim: usize,
     pub temperature: f64,
+    /// Outputs of the attribute head on the pooled video features (one per attribute value,
+    /// multi-hot targets); 0 = no head, contrastive alone.
+    #[serde(default)]
+    pub label_dims: usize,
 }
 
 impl ContrastiveConfig {
@@ -218,6 +232,7 @@ impl ContrastiveConfig {
             text: Umt5Config::shapes(),
             embed_dim: 64,
             temperature: 0.07,
+            label_dims: 0,
         }
     }
 
@@ -232,6 +247,9 @@ impl ContrastiveConfig {
             text: self.text.init(device)?,
             video_proj: LinearConfig::new(self.vision.out_hidden_size, self.embed_dim).init(device),
             text_proj: LinearConfig::new(self.text.d_model, self.embed_dim).init(device),
+            label_head: (self.label_dims > 0).then(|| {
+                LinearConfig::new(self.vision.out_hidden_size, self.label_dims).init(device)
+            }),
             temperature: self.temperature,
         })
     }
@@ -244,6 +262,8 @@ pub struct ContrastiveModel<B: Backend> {
     pub text: Umt5Encoder<B>,
     pub video_proj: Linear<B>,
     pub text_proj: Linear<B>,
+    /// Attribute logits from pooled video features (`label_dims` > 0).
+    pub label_head: Option<Linear<B>>,
     #[module(skip)]
     pub temperature: f64,
 }
@@ -277,6 +297,34 @@ impl<B: Backend> ContrastiveModel<B> {
         let v = self.embed_video(clips)?;
         let t = self.embed_text(ids, lengths);
         Ok(info_nce(v, t, self.temperature))
+    }
+
+    /// The contrastive loss and the attribute loss (binary cross-entropy of the attribute head
+    /// against multi-hot `labels` `[B, label_dims]`) of one batch, from one encoder pass.
+    pub fn losses_with_labels(
+        &self,
+        clips: Tensor<B, 5>,
+        ids: Tensor<B, 2, Int>,
+        lengths: &[usize],
+        labels: Tensor<B, 2>,
+    ) -> Result<(Tensor<B, 1>, Tensor<B, 1>), EncodeError> {
+        let head = self
+            .label_head
+            .as_ref()
+            .ok_or_else(|| EncodeError::Labels("the model has no attribute head".into()))?;
+        let [b, _, _, _, _] = clips.dims();
+        let want = [b, head.weight.dims()[1]];
+        if labels.dims() != want {
+            return Err(EncodeError::Labels(format!(
+                "labels {:?}, expected {want:?}",
+                labels.dims()
+            )));
+        }
+        let pooled = pool_grid(self.vision.encode_clip(clips)?.features);
+        let v = self.video_proj.forward(pooled.clone());
+        let t = self.embed_text(ids, lengths);
+        let attributes = bce_with_logits(head.forward(pooled), labels);
+        Ok((info_nce(v, t, self.temperature), attributes))
     }
 }
 
@@ -356,6 +404,48 @@ mod tests {
             1e-3,
         );
         assert!(acc < 0.7, "{acc}");
+    }
+
+    #[test]
+    fn bce_with_logits_matches_the_definition_and_stays_finite() {
+        let d = Default::default();
+        let x = Tensor::<TB, 2>::from_floats([[0.0, 2.0], [-3.0, 100.0]], &d);
+        let y = Tensor::<TB, 2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &d);
+        let got = bce_with_logits(x, y).into_scalar();
+        // −[ln σ(0) + ln(1−σ(2)) + ln(1−σ(−3)) + ln σ(100)] / 4
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let want = -((sig(0.0)).ln() + (1.0 - sig(2.0)).ln() + (1.0 - sig(-3.0)).ln() + 0.0) / 4.0;
+        assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+        // A confident wrong logit costs about its size and does not overflow.
+        let x = Tensor::<TB, 2>::from_floats([[-200.0]], &d);
+        let y = Tensor::<TB, 2>::from_floats([[1.0]], &d);
+        let got = bce_with_logits(x, y).into_scalar();
+        assert!((got - 200.0).abs() < 1e-3, "{got}");
+    }
+
+    #[test]
+    fn attribute_labels_must_fit_the_head() {
+        let d = Default::default();
+        let mut cfg = ContrastiveConfig::shapes();
+        cfg.vision = QwenVisionConfig::tiny();
+        cfg.text = Umt5Config::tiny();
+        cfg.embed_dim = 16;
+        let clips = Tensor::<TB, 5>::zeros([2, 3, 2, 8, 8], &d);
+        let ids = Tensor::<TB, 2, Int>::from_data(TensorData::new(vec![5i64, 1, 6, 1], [2, 2]), &d);
+        let no_head = cfg.init::<TB>(&d).unwrap();
+        let labels = Tensor::<TB, 2>::zeros([2, 3], &d);
+        let err = no_head.losses_with_labels(clips.clone(), ids.clone(), &[2, 2], labels);
+        assert!(matches!(err, Err(EncodeError::Labels(_))));
+        cfg.label_dims = 3;
+        let model = cfg.init::<TB>(&d).unwrap();
+        let wrong = Tensor::<TB, 2>::zeros([2, 4], &d);
+        let err = model.losses_with_labels(clips.clone(), ids.clone(), &[2, 2], wrong);
+        assert!(matches!(err, Err(EncodeError::Labels(_))));
+        let right = Tensor::<TB, 2>::zeros([2, 3], &d);
+        let (c, a) = model
+            .losses_with_labels(clips, ids, &[2, 2], right)
+            .unwrap();
+        assert!(c.into_scalar().is_finite() && a.into_scalar().is_finite());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use semgen_data::{Clip, ShapesWorld, Split, WorldConfig};
 use semgen_encoder::qwen_vision::QWEN_VISION_KEYS;
 use semgen_encoder::tokenizer::PromptTokenizer;
 use semgen_encoder::train::{
-    linear_probe_accuracy, pool_grid, retrieval_top1, ContrastiveConfig, ContrastiveModel,
+    bce_with_logits, info_nce, linear_probe_accuracy, pool_grid, retrieval_top1, ContrastiveConfig,
+    ContrastiveModel,
 };
 use semgen_encoder::umt5::UMT5_KEYS;
 use std::path::PathBuf;
@@ -35,6 +36,24 @@ pub struct EncoderTrainArgs {
     pub frame_stride: usize,
     #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
+    /// Linear warm-up steps (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// After the warm-up, decay the rate by a cosine to a tenth of `--lr` at `--steps`
+    /// (otherwise it stays constant).
+    #[arg(long)]
+    pub cosine: bool,
+    /// Weight of the attribute head's loss (multi-hot colours, shapes, sizes, motions and
+    /// background of each clip, binary cross-entropy on pooled features); 0 trains the
+    /// contrastive objective alone (and builds no head).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_weight: f64,
+    /// Weight of the per-token attribute loss: a linear head on the merged token of the cell
+    /// holding each object's centre, in each time slice, classifies that object's colour,
+    /// shape, size and motion (cross-entropy per attribute); 0 = off. Dense supervision asks
+    /// every object token, not only the clip mean, to say what the object is.
+    #[arg(long, default_value_t = 0.0)]
+    pub token_weight: f64,
     /// Validation clips for retrieval (and probe test set).
     #[arg(long, default_value_t = 256)]
     pub val_clips: usize,
@@ -87,9 +106,14 @@ pub(crate) fn labels(clip: &Clip) -> [usize; 6] {
 
 /// [`labels`] of segment `k` of a story (a short clip is one segment).
 pub(crate) fn segment_labels(clip: &Clip, k: usize) -> [usize; 6] {
+    object_labels(clip, k, 0)
+}
+
+/// [`labels`] with object `o` of segment `k` in place of the first object.
+fn object_labels(clip: &Clip, k: usize, o: usize) -> [usize; 6] {
     let prompt = clip.prompt();
     let scene = &prompt.segments[k.min(prompt.segments.len() - 1)];
-    let o = scene.objects[0];
+    let o = scene.objects[o.min(scene.objects.len() - 1)];
     let word = |s: String, all: Vec<String>| all.iter().position(|w| *w == s).unwrap_or(0);
     use semgen_data::{Background, Colour, Direction, Motion, Shape, Size};
     let motion = match o.motion {
@@ -130,6 +154,28 @@ pub(crate) fn segment_labels(clip: &Clip, k: usize) -> [usize; 6] {
         textures.iter().position(|t| *t == texture).unwrap_or(0),
     ]
 }
+
+/// Multi-hot targets of the attribute head: which colours, shapes, sizes and motions (still or a
+/// direction) the clip's objects have, and its background colour ([`LABEL_DIMS`] values; the
+/// caption-free texture is left out, so what the encoder keeps of it is not taught).
+pub(crate) fn attribute_targets(clip: &Clip) -> Vec<f32> {
+    let mut t = vec![0.0f32; LABEL_DIMS];
+    for (k, scene) in clip.prompt().segments.iter().enumerate() {
+        for o in 0..scene.objects.len() {
+            let l = object_labels(clip, k, o);
+            let mut offset = 0;
+            // colour, shape, size, motion, background: one block of the head each
+            for (a, &(_, classes)) in ATTRIBUTES[..5].iter().enumerate() {
+                t[offset + l[a]] = 1.0;
+                offset += classes;
+            }
+        }
+    }
+    t
+}
+
+/// Outputs of the attribute head: colours, shapes, sizes, motions, backgrounds.
+pub(crate) const LABEL_DIMS: usize = 8 + 6 + 2 + 5 + 5;
 
 pub(crate) const ATTRIBUTES: [(&str, usize); 6] = [
     ("colour", 8),
@@ -197,6 +243,104 @@ fn embed(
     Ok(e)
 }
 
+/// What `train encoder` optimises: the contrastive model and, with `--token-weight`, the
+/// per-token attribute head.
+#[derive(burn::module::Module, Debug)]
+struct Trainable<B: Backend> {
+    model: ContrastiveModel<B>,
+    token_head: Option<burn::nn::Linear<B>>,
+}
+
+/// Outputs of the per-token head: colour, shape, size and motion blocks.
+const TOKEN_DIMS: usize = 8 + 6 + 2 + 5;
+
+/// Rows of the flattened `[B·t·h·w]` token grid holding each object's centre per time slice,
+/// and one-hot `[rows, TOKEN_DIMS]` targets of that object's colour, shape, size and motion.
+fn object_tokens(
+    meta: &[Clip],
+    [t, h, w]: [usize; 3],
+    tps: usize,
+    stride: usize,
+) -> (Vec<usize>, Vec<f32>) {
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
+    for (i, clip) in meta.iter().enumerate() {
+        let (cell_h, cell_w) = (
+            clip.plan.height as f64 / h as f64,
+            clip.plan.width as f64 / w as f64,
+        );
+        for (o, plan) in clip.plan.objects.iter().enumerate() {
+            let l = object_labels(clip, 0, o);
+            for s in 0..t {
+                let [x, y] = plan.centres[(s * tps * stride).min(plan.centres.len() - 1)];
+                let cx = ((x / cell_w) as usize).min(w - 1);
+                let cy = ((y / cell_h) as usize).min(h - 1);
+                rows.push(((i * t + s) * h + cy) * w + cx);
+                let mut one_hot = [0f32; TOKEN_DIMS];
+                let mut offset = 0;
+                for (a, &(_, classes)) in ATTRIBUTES[..4].iter().enumerate() {
+                    one_hot[offset + l[a]] = 1.0;
+                    offset += classes;
+                }
+                targets.extend(one_hot);
+            }
+        }
+    }
+    (rows, targets)
+}
+
+/// [`attribute_targets`] of a batch as `[B, LABEL_DIMS]`.
+fn attribute_tensor<B: Backend>(meta: &[Clip], device: &B::Device) -> Tensor<B, 2> {
+    let targets: Vec<f32> = meta.iter().flat_map(attribute_targets).collect();
+    Tensor::from_data(TensorData::new(targets, [meta.len(), LABEL_DIMS]), device)
+}
+
+/// Mean over object tokens of the summed per-attribute cross-entropies.
+fn token_loss<B: Backend>(
+    head: &burn::nn::Linear<B>,
+    features: Tensor<B, 5>,
+    meta: &[Clip],
+    tps: usize,
+    stride: usize,
+) -> Tensor<B, 1> {
+    let [b, d, t, h, w] = features.dims();
+    let device = features.device();
+    let (rows, targets) = object_tokens(meta, [t, h, w], tps, stride);
+    let n = rows.len();
+    let index = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(rows.into_iter().map(|r| r as i64).collect::<Vec<_>>(), [n]),
+        &device,
+    );
+    let tokens = features
+        .reshape([b, d, t * h * w])
+        .swap_dims(1, 2)
+        .reshape([b * t * h * w, d])
+        .select(0, index);
+    let logits = head.forward(tokens);
+    let targets = Tensor::<B, 2>::from_data(TensorData::new(targets, [n, TOKEN_DIMS]), &device);
+    let mut total = Tensor::<B, 1>::zeros([1], &device);
+    let mut offset = 0;
+    for &(_, classes) in &ATTRIBUTES[..4] {
+        let block = logits.clone().slice([0..n, offset..offset + classes]);
+        let want = targets.clone().slice([0..n, offset..offset + classes]);
+        total = total - (burn::tensor::activation::log_softmax(block, 1) * want).sum();
+        offset += classes;
+    }
+    total / n as f64
+}
+
+/// The learning rate of `step` (1-based): linear warm-up, then constant or a cosine to a tenth.
+fn lr_at(args: &EncoderTrainArgs, step: usize) -> f64 {
+    if step <= args.warmup {
+        return args.lr * step as f64 / args.warmup as f64;
+    }
+    if !args.cosine {
+        return args.lr;
+    }
+    let span = args.steps.saturating_sub(args.warmup).max(1) as f64;
+    let p = ((step - args.warmup) as f64 / span).min(1.0);
+    args.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+}
+
 /// Runs the pretraining and prints/saves the metrics.
 pub fn train(args: EncoderTrainArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
@@ -206,9 +350,25 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
         seed: args.seed,
         ..WorldConfig::default()
     })?;
+    // One-object clips: the probe protocol in which every attribute label is well posed.
+    let single = ShapesWorld::new(WorldConfig {
+        seed: args.seed,
+        max_objects: 1,
+        ..WorldConfig::default()
+    })?;
     let tok = PromptTokenizer::shapes();
-    let config = ContrastiveConfig::shapes();
-    let mut model = config.init::<Train>(&device)?;
+    let mut config = ContrastiveConfig::shapes();
+    if args.label_weight > 0.0 {
+        config.label_dims = LABEL_DIMS;
+    }
+    let mut model = Trainable {
+        model: config.init::<Train>(&device)?,
+        token_head: (args.token_weight > 0.0).then(|| {
+            burn::nn::LinearConfig::new(config.vision.out_hidden_size, TOKEN_DIMS).init(&device)
+        }),
+    };
+    let tps = config.vision.temporal_patch_size;
+    let started = std::time::Instant::now();
     let mut optim = AdamConfig::new().init();
     let mut metrics = Vec::new();
     for step in 1..=args.steps {
@@ -229,27 +389,79 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
             TensorData::new(ids, [args.batch, args.text_len]),
             &device,
         );
-        let loss = model.loss(clips, ids, &tb.lengths())?;
-        let value = loss.clone().into_scalar();
+        let (loss, value, attribute, token) = if model.token_head.is_none() {
+            if args.label_weight > 0.0 {
+                let targets = attribute_tensor(&meta, &device);
+                let (c, a) = model
+                    .model
+                    .losses_with_labels(clips, ids, &tb.lengths(), targets)?;
+                let (cv, av) = (c.clone().into_scalar(), a.clone().into_scalar());
+                (c + a * args.label_weight, cv, av, 0.0)
+            } else {
+                let c = model.model.loss(clips, ids, &tb.lengths())?;
+                let cv = c.clone().into_scalar();
+                (c, cv, 0.0, 0.0)
+            }
+        } else {
+            // One encoder pass feeds the pooled losses and the per-token head.
+            let m = &model.model;
+            let features = m.vision.encode_clip(clips)?.features;
+            let pooled = pool_grid(features.clone());
+            let c = info_nce(
+                m.video_proj.forward(pooled.clone()),
+                m.embed_text(ids, &tb.lengths()),
+                m.temperature,
+            );
+            let cv = c.clone().into_scalar();
+            let mut loss = c;
+            let mut av = 0.0;
+            if let Some(head) = &m.label_head {
+                let a = bce_with_logits(head.forward(pooled), attribute_tensor(&meta, &device));
+                av = a.clone().into_scalar();
+                loss = loss + a * args.label_weight;
+            }
+            let head = model.token_head.as_ref().expect("checked above");
+            let t = token_loss(head, features, &meta, tps, args.frame_stride);
+            let tv = t.clone().into_scalar();
+            (loss + t * args.token_weight, cv, av, tv)
+        };
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(args.lr, model, grads);
+        let lr = lr_at(&args, step);
+        model = optim.step(lr, model, grads);
         if step % 50 == 0 {
-            println!("step {step}: contrastive loss {value:.4}");
+            println!(
+                "step {step}: contrastive loss {value:.4}, attribute loss {attribute:.4}, token loss {token:.4}, lr {lr:.2e}, {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
         }
         if step % args.eval_every == 0 || step == args.steps {
-            let eval = model.valid();
+            let eval = model.model.valid();
             let val = embed(&eval, &tok, &world, Split::Val, args.val_clips, &args)?;
             let fit = embed(&eval, &tok, &world, Split::Train, args.probe_clips, &args)?;
             let k = config.embed_dim;
             let top1 = retrieval_top1(&val.video, &val.text, k);
-            let mut row = serde_json::json!({"step": step, "loss": value, "retrieval_top1": top1});
+            let mut row = serde_json::json!({
+                "step": step,
+                "loss": value,
+                "attribute_loss": attribute,
+                "token_loss": token,
+                "lr": lr,
+                "seconds": started.elapsed().as_secs_f64(),
+                "retrieval_top1": top1,
+            });
             let d = config.vision.out_hidden_size;
-            for (a, (name, classes)) in ATTRIBUTES.iter().enumerate() {
-                let ty: Vec<usize> = fit.labels.iter().map(|l| l[a]).collect();
-                let vy: Vec<usize> = val.labels.iter().map(|l| l[a]).collect();
-                let acc =
-                    linear_probe_accuracy(&fit.pooled, &ty, &val.pooled, &vy, d, *classes, 1.0);
-                row[format!("probe_{name}")] = serde_json::json!(acc);
+            // "probe_*": label = the first object's (training clips, 1–2 objects);
+            // "probe1_*": one-object clips, where every label is well posed.
+            let fit1 = embed(&eval, &tok, &single, Split::Train, args.probe_clips, &args)?;
+            let val1 = embed(&eval, &tok, &single, Split::Val, args.val_clips, &args)?;
+            for (prefix, fit, val) in [("probe", &fit, &val), ("probe1", &fit1, &val1)] {
+                for (a, (name, classes)) in ATTRIBUTES.iter().enumerate() {
+                    let ty: Vec<usize> = fit.labels.iter().map(|l| l[a]).collect();
+                    let vy: Vec<usize> = val.labels.iter().map(|l| l[a]).collect();
+                    let acc =
+                        linear_probe_accuracy(&fit.pooled, &ty, &val.pooled, &vy, d, *classes, 1.0);
+                    row[format!("{prefix}_{name}")] = serde_json::json!(acc);
+                }
             }
             println!("{row}");
             metrics.push(row);
@@ -276,9 +488,9 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
                 UMT5_KEYS,
                 &meta,
             )?;
-            std::fs::write(
-                args.out.join("metrics.json"),
-                serde_json::to_string_pretty(&metrics)?,
+            semgen_core::checkpoint::write_atomic(
+                &args.out.join("metrics.json"),
+                serde_json::to_string_pretty(&metrics)?.as_bytes(),
             )?;
         }
     }
@@ -307,18 +519,61 @@ pub struct ProbeArgs {
     pub val: usize,
     #[arg(long, default_value_t = 4)]
     pub frame_stride: usize,
+    /// What the probes read: `mean`, the mean over every token (the pooled feature the training
+    /// heads see); `object`, the token of the cell holding the first object's centre in each
+    /// time slice, averaged over slices (what a per-token consumer such as stage 2 can read
+    /// about that object).
+    #[arg(long, value_enum, default_value_t = Readout::Mean)]
+    pub readout: Readout,
     /// Also write the accuracies (JSON) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
-/// Pooled encoder features `[n, d]` (row-major) and labels of clips `0..n` of a split.
+/// Which encoder features the probes of `probe-encoder` read.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readout {
+    Mean,
+    Object,
+}
+
+/// The feature of the cell holding `clip`'s first object in each time slice of a `[d, t, h, w]`
+/// grid (`grid` row-major, clip-local), averaged over slices. Slice `s` starts at kept frame
+/// `s·tps`, i.e. source frame `s·tps·stride`.
+fn object_cell_feature(
+    grid: &[f32],
+    [d, t, h, w]: [usize; 4],
+    clip: &Clip,
+    tps: usize,
+    stride: usize,
+) -> Vec<f32> {
+    let o = &clip.plan.objects[0];
+    let (cell_h, cell_w) = (
+        clip.plan.height as f64 / h as f64,
+        clip.plan.width as f64 / w as f64,
+    );
+    let mut out = vec![0f32; d];
+    for s in 0..t {
+        let f = (s * tps * stride).min(o.centres.len() - 1);
+        let [x, y] = o.centres[f];
+        let cx = ((x / cell_w) as usize).min(w - 1);
+        let cy = ((y / cell_h) as usize).min(h - 1);
+        for (c, v) in out.iter_mut().enumerate() {
+            *v += grid[((c * t + s) * h + cy) * w + cx] / t as f32;
+        }
+    }
+    out
+}
+
+/// Encoder features `[n, d]` (row-major, as `readout` says) and labels of clips `0..n` of a split.
 fn pooled_features(
     vision: &semgen_encoder::qwen_vision::QwenVision<Inner>,
     world: &ShapesWorld,
     split: Split,
     n: usize,
     stride: usize,
+    readout: Readout,
 ) -> Result<(Vec<f32>, Vec<[usize; 6]>)> {
     let device = Default::default();
     let (mut feats, mut labs) = (Vec::new(), Vec::new());
@@ -326,12 +581,27 @@ fn pooled_features(
         let b = 32.min(n - first);
         let (clips, meta) = load_batch::<Inner>(world, split, first as u64, b, stride, &device)?;
         let grid = vision.encode_clip(clips)?;
-        feats.extend(
-            pool_grid(grid.features)
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap_or_default(),
-        );
+        match readout {
+            Readout::Mean => feats.extend(
+                pool_grid(grid.features)
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap_or_default(),
+            ),
+            Readout::Object => {
+                let [_, d, t, h, w] = grid.features.dims();
+                let host = grid
+                    .features
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap_or_default();
+                let tps = vision.config.temporal_patch_size;
+                for (i, clip) in meta.iter().enumerate() {
+                    let one = &host[i * d * t * h * w..(i + 1) * d * t * h * w];
+                    feats.extend(object_cell_feature(one, [d, t, h, w], clip, tps, stride));
+                }
+            }
+        }
         labs.extend(meta.iter().map(labels));
     }
     Ok((feats, labs))
@@ -347,12 +617,15 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
         ..WorldConfig::default()
     })?;
     let start = std::time::Instant::now();
-    let (fx, fy) = pooled_features(&vision, &world, Split::Train, args.fit, args.frame_stride)?;
-    let (vx, vy) = pooled_features(&vision, &world, Split::Val, args.val, args.frame_stride)?;
+    let features =
+        |split, n| pooled_features(&vision, &world, split, n, args.frame_stride, args.readout);
+    let (fx, fy) = features(Split::Train, args.fit)?;
+    let (vx, vy) = features(Split::Val, args.val)?;
     let d = config.out_hidden_size;
     let mut row = serde_json::json!({
         "encoder": args.encoder,
         "objects_per_clip": args.objects,
+        "readout": args.readout,
         "fit_clips": args.fit,
         "val_clips": args.val,
     });
@@ -369,4 +642,75 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
         std::fs::write(out, text)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn attribute_targets_mark_each_objects_values_and_the_background() {
+        let world = ShapesWorld::new(WorldConfig::default()).unwrap();
+        let mut two_objects = 0;
+        for i in 0..24 {
+            let clip = world.clip(Split::Train, i).unwrap();
+            let t = attribute_targets(&clip);
+            assert_eq!(t.len(), LABEL_DIMS);
+            let prompt = clip.prompt();
+            let objects = &prompt.segments[0].objects;
+            let mut offset = 0;
+            let mut ones = vec![];
+            for &(_, classes) in &ATTRIBUTES[..5] {
+                ones.push(
+                    t[offset..offset + classes]
+                        .iter()
+                        .filter(|v| **v == 1.0)
+                        .count(),
+                );
+                offset += classes;
+            }
+            assert_eq!(offset, LABEL_DIMS);
+            assert_eq!(t.iter().filter(|v| **v != 0.0 && **v != 1.0).count(), 0);
+            let colours: std::collections::HashSet<String> =
+                objects.iter().map(|o| o.colour.to_string()).collect();
+            let shapes: std::collections::HashSet<String> =
+                objects.iter().map(|o| o.shape.to_string()).collect();
+            assert_eq!(ones[0], colours.len(), "clip {i}");
+            assert_eq!(ones[1], shapes.len(), "clip {i}");
+            assert!((1..=objects.len()).contains(&ones[2]));
+            assert!((1..=objects.len()).contains(&ones[3]));
+            assert_eq!(ones[4], 1, "one background");
+            // The first object's labels (the probes' targets) are among the marked values.
+            let l = labels(&clip);
+            for (a, at) in [0, 8, 14, 16, 21].into_iter().enumerate() {
+                assert_eq!(t[at + l[a]], 1.0, "clip {i}, attribute {a}");
+            }
+            two_objects += (objects.len() == 2) as usize;
+        }
+        assert!(two_objects > 0, "the sample must hold two-object clips");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EncoderTrainArgs,
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_to_a_tenth() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["x", "--steps", "100", "--lr", "1e-3"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args
+        };
+        let constant = parse(&[]);
+        assert_eq!(lr_at(&constant, 1), 1e-3);
+        assert_eq!(lr_at(&constant, 100), 1e-3);
+        let cosine = parse(&["--warmup", "10", "--cosine"]);
+        assert!((lr_at(&cosine, 5) - 5e-4).abs() < 1e-12);
+        assert!((lr_at(&cosine, 10) - 1e-3).abs() < 1e-12);
+        assert!((lr_at(&cosine, 55) - 5.5e-4).abs() < 1e-12);
+        assert!((lr_at(&cosine, 100) - 1e-4).abs() < 1e-12);
+    }
 }
