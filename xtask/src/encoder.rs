@@ -162,16 +162,38 @@ pub(crate) fn attribute_targets(clip: &Clip) -> Vec<f32> {
     let mut t = vec![0.0f32; LABEL_DIMS];
     for (k, scene) in clip.prompt().segments.iter().enumerate() {
         for o in 0..scene.objects.len() {
-            let l = object_labels(clip, k, o);
-            let mut offset = 0;
             // colour, shape, size, motion, background: one block of the head each
-            for (a, &(_, classes)) in ATTRIBUTES[..5].iter().enumerate() {
-                t[offset + l[a]] = 1.0;
-                offset += classes;
-            }
+            mark_values(&object_labels(clip, k, o), 5, &mut t);
         }
     }
     t
+}
+
+/// Sets to 1 the entry of each of the first `attributes` labels of `l` in `out`, laid out as one
+/// block of [`ATTRIBUTES`] classes after another.
+fn mark_values(l: &[usize; 6], attributes: usize, out: &mut [f32]) {
+    let mut offset = 0;
+    for (a, &(_, classes)) in ATTRIBUTES[..attributes].iter().enumerate() {
+        out[offset + l[a]] = 1.0;
+        offset += classes;
+    }
+}
+
+/// `(row, column)` of the cell of an `h × w` token grid holding object `o`'s centre at the start
+/// of time slice `s` (kept frame `s·tps`, i.e. source frame `s·tps·stride`).
+fn object_cell(
+    clip: &Clip,
+    o: usize,
+    s: usize,
+    [h, w]: [usize; 2],
+    tps: usize,
+    stride: usize,
+) -> (usize, usize) {
+    let centres = &clip.plan.objects[o].centres;
+    let [x, y] = centres[(s * tps * stride).min(centres.len() - 1)];
+    let cy = (y / (clip.plan.height as f64 / h as f64)) as usize;
+    let cx = (x / (clip.plan.width as f64 / w as f64)) as usize;
+    (cy.min(h - 1), cx.min(w - 1))
 }
 
 /// Outputs of the attribute head: colours, shapes, sizes, motions, backgrounds.
@@ -264,23 +286,12 @@ fn object_tokens(
 ) -> (Vec<usize>, Vec<f32>) {
     let (mut rows, mut targets) = (Vec::new(), Vec::new());
     for (i, clip) in meta.iter().enumerate() {
-        let (cell_h, cell_w) = (
-            clip.plan.height as f64 / h as f64,
-            clip.plan.width as f64 / w as f64,
-        );
-        for (o, plan) in clip.plan.objects.iter().enumerate() {
-            let l = object_labels(clip, 0, o);
+        for o in 0..clip.plan.objects.len() {
+            let mut one_hot = [0f32; TOKEN_DIMS];
+            mark_values(&object_labels(clip, 0, o), 4, &mut one_hot);
             for s in 0..t {
-                let [x, y] = plan.centres[(s * tps * stride).min(plan.centres.len() - 1)];
-                let cx = ((x / cell_w) as usize).min(w - 1);
-                let cy = ((y / cell_h) as usize).min(h - 1);
+                let (cy, cx) = object_cell(clip, o, s, [h, w], tps, stride);
                 rows.push(((i * t + s) * h + cy) * w + cx);
-                let mut one_hot = [0f32; TOKEN_DIMS];
-                let mut offset = 0;
-                for (a, &(_, classes)) in ATTRIBUTES[..4].iter().enumerate() {
-                    one_hot[offset + l[a]] = 1.0;
-                    offset += classes;
-                }
                 targets.extend(one_hot);
             }
         }
@@ -539,8 +550,7 @@ pub enum Readout {
 }
 
 /// The feature of the cell holding `clip`'s first object in each time slice of a `[d, t, h, w]`
-/// grid (`grid` row-major, clip-local), averaged over slices. Slice `s` starts at kept frame
-/// `s·tps`, i.e. source frame `s·tps·stride`.
+/// grid (`grid` row-major, clip-local), averaged over slices ([`object_cell`]).
 fn object_cell_feature(
     grid: &[f32],
     [d, t, h, w]: [usize; 4],
@@ -548,17 +558,9 @@ fn object_cell_feature(
     tps: usize,
     stride: usize,
 ) -> Vec<f32> {
-    let o = &clip.plan.objects[0];
-    let (cell_h, cell_w) = (
-        clip.plan.height as f64 / h as f64,
-        clip.plan.width as f64 / w as f64,
-    );
     let mut out = vec![0f32; d];
     for s in 0..t {
-        let f = (s * tps * stride).min(o.centres.len() - 1);
-        let [x, y] = o.centres[f];
-        let cx = ((x / cell_w) as usize).min(w - 1);
-        let cy = ((y / cell_h) as usize).min(h - 1);
+        let (cy, cx) = object_cell(clip, 0, s, [h, w], tps, stride);
         for (c, v) in out.iter_mut().enumerate() {
             *v += grid[((c * t + s) * h + cy) * w + cx] / t as f32;
         }
