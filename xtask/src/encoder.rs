@@ -372,6 +372,8 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
     if args.label_weight > 0.0 {
         config.label_dims = LABEL_DIMS;
     }
+    // `--seed` fixes the initial weights too, so a rerun gives the same encoder.
+    <Train as Backend>::seed(&device, args.seed);
     let mut model = Trainable {
         model: config.init::<Train>(&device)?,
         token_head: (args.token_weight > 0.0).then(|| {
