@@ -294,38 +294,103 @@ impl<B: Backend> ContrastiveModel<B> {
         ids: Tensor<B, 2, Int>,
         lengths: &[usize],
     ) -> Result<Tensor<B, 1>, EncodeError> {
-        let v = self.embed_video(clips)?;
-        let t = self.embed_text(ids, lengths);
-        Ok(info_nce(v, t, self.temperature))
+        Ok(self.losses(clips, ids, lengths, None)?.contrastive)
     }
 
-    /// The contrastive loss and the attribute loss (binary cross-entropy of the attribute head
-    /// against multi-hot `labels` `[B, label_dims]`) of one batch, from one encoder pass.
-    pub fn losses_with_labels(
+    /// Every training signal of one batch from one encoder pass: the contrastive loss, the
+    /// attribute loss when multi-hot `labels` `[B, label_dims]` are given (binary cross-entropy
+    /// of the attribute head; an error if the model has none), and the encoder's feature grid
+    /// `[B, d, t, h, w]` for losses on single tokens (see [`gather_tokens`]).
+    pub fn losses(
         &self,
         clips: Tensor<B, 5>,
         ids: Tensor<B, 2, Int>,
         lengths: &[usize],
-        labels: Tensor<B, 2>,
-    ) -> Result<(Tensor<B, 1>, Tensor<B, 1>), EncodeError> {
-        let head = self
-            .label_head
-            .as_ref()
-            .ok_or_else(|| EncodeError::Labels("the model has no attribute head".into()))?;
+        labels: Option<Tensor<B, 2>>,
+    ) -> Result<ContrastiveLosses<B>, EncodeError> {
         let [b, _, _, _, _] = clips.dims();
-        let want = [b, head.weight.dims()[1]];
-        if labels.dims() != want {
-            return Err(EncodeError::Labels(format!(
-                "labels {:?}, expected {want:?}",
-                labels.dims()
-            )));
-        }
-        let pooled = pool_grid(self.vision.encode_clip(clips)?.features);
+        let head = match (&labels, &self.label_head) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(EncodeError::Labels(
+                    "the model has no attribute head".into(),
+                ))
+            }
+            (Some(labels), Some(head)) => {
+                let want = [b, head.weight.dims()[1]];
+                if labels.dims() != want {
+                    return Err(EncodeError::Labels(format!(
+                        "labels {:?}, expected {want:?}",
+                        labels.dims()
+                    )));
+                }
+                Some(head)
+            }
+        };
+        let features = self.vision.encode_clip(clips)?.features;
+        let pooled = pool_grid(features.clone());
         let v = self.video_proj.forward(pooled.clone());
         let t = self.embed_text(ids, lengths);
-        let attributes = bce_with_logits(head.forward(pooled), labels);
-        Ok((info_nce(v, t, self.temperature), attributes))
+        let contrastive = info_nce(v, t, self.temperature);
+        let attributes = head
+            .zip(labels)
+            .map(|(head, labels)| bce_with_logits(head.forward(pooled), labels));
+        Ok(ContrastiveLosses {
+            contrastive,
+            attributes,
+            features,
+        })
     }
+}
+
+/// What [`ContrastiveModel::losses`] returns.
+#[derive(Debug, Clone)]
+pub struct ContrastiveLosses<B: Backend> {
+    /// Symmetric InfoNCE between pooled clips and captions.
+    pub contrastive: Tensor<B, 1>,
+    /// Attribute-head loss, when labels were given.
+    pub attributes: Option<Tensor<B, 1>>,
+    /// The encoder's grid `[B, d, t, h, w]` (still on the autodiff graph).
+    pub features: Tensor<B, 5>,
+}
+
+/// Rows of a feature grid `[B, d, t, h, w]` as `[rows.len(), d]`, where row `r` is the token at
+/// flat index `r = ((b·t + s)·h + y)·w + x`: the tokens a per-token loss looks at.
+pub fn gather_tokens<B: Backend>(features: Tensor<B, 5>, rows: &[usize]) -> Tensor<B, 2> {
+    let [b, d, t, h, w] = features.dims();
+    let index = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(
+            rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+            [rows.len()],
+        ),
+        &features.device(),
+    );
+    features
+        .reshape([b, d, t * h * w])
+        .swap_dims(1, 2)
+        .reshape([b * t * h * w, d])
+        .select(0, index)
+}
+
+/// Cross-entropy of several categorical attributes read from one logit row: `logits` and
+/// `targets` `[N, sum(groups)]` hold one block of `groups[i]` classes per attribute (targets
+/// one-hot, or any distribution, per block); the result is the mean over rows of the summed
+/// per-attribute cross-entropies.
+pub fn grouped_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 2>,
+    groups: &[usize],
+) -> Tensor<B, 1> {
+    let [n, _] = logits.dims();
+    let mut total = Tensor::<B, 1>::zeros([1], &logits.device());
+    let mut offset = 0;
+    for &classes in groups {
+        let block = logits.clone().slice([0..n, offset..offset + classes]);
+        let want = targets.clone().slice([0..n, offset..offset + classes]);
+        total = total - (log_softmax(block, 1) * want).sum();
+        offset += classes;
+    }
+    total / n.max(1) as f64
 }
 
 #[cfg(test)]
@@ -434,18 +499,67 @@ mod tests {
         let ids = Tensor::<TB, 2, Int>::from_data(TensorData::new(vec![5i64, 1, 6, 1], [2, 2]), &d);
         let no_head = cfg.init::<TB>(&d).unwrap();
         let labels = Tensor::<TB, 2>::zeros([2, 3], &d);
-        let err = no_head.losses_with_labels(clips.clone(), ids.clone(), &[2, 2], labels);
+        let err = no_head.losses(clips.clone(), ids.clone(), &[2, 2], Some(labels));
         assert!(matches!(err, Err(EncodeError::Labels(_))));
         cfg.label_dims = 3;
         let model = cfg.init::<TB>(&d).unwrap();
         let wrong = Tensor::<TB, 2>::zeros([2, 4], &d);
-        let err = model.losses_with_labels(clips.clone(), ids.clone(), &[2, 2], wrong);
+        let err = model.losses(clips.clone(), ids.clone(), &[2, 2], Some(wrong));
         assert!(matches!(err, Err(EncodeError::Labels(_))));
         let right = Tensor::<TB, 2>::zeros([2, 3], &d);
-        let (c, a) = model
-            .losses_with_labels(clips, ids, &[2, 2], right)
+        let out = model
+            .losses(clips.clone(), ids.clone(), &[2, 2], Some(right))
             .unwrap();
-        assert!(c.into_scalar().is_finite() && a.into_scalar().is_finite());
+        let a = out.attributes.expect("labels were given");
+        assert!(out.contrastive.clone().into_scalar().is_finite() && a.into_scalar().is_finite());
+        // The pass's features are the encoder's grid, and its contrastive loss is `loss`'s.
+        let grid = model.vision.encode_clip(clips.clone()).unwrap().features;
+        assert_eq!(out.features.dims(), grid.dims());
+        let plain = model.loss(clips, ids, &[2, 2]).unwrap().into_scalar();
+        assert_eq!(out.contrastive.into_scalar(), plain);
+    }
+
+    #[test]
+    fn gather_tokens_reads_the_flat_token_index() {
+        let d = Default::default();
+        // Every element holds its own flat index, so a gathered value says where it came from.
+        let [b, c, t, h, w] = [2, 3, 2, 2, 3];
+        let values: Vec<f32> = (0..b * c * t * h * w).map(|i| i as f32).collect();
+        let grid = Tensor::<TB, 5>::from_data(TensorData::new(values, [b, c, t, h, w]), &d);
+        let at = |bi: usize, ci: usize, s: usize, y: usize, x: usize| {
+            (((bi * c + ci) * t + s) * h + y) * w + x
+        };
+        let flat = |bi: usize, s: usize, y: usize, x: usize| ((bi * t + s) * h + y) * w + x;
+        let rows = [flat(1, 1, 0, 2), flat(0, 0, 1, 1)];
+        let got = gather_tokens(grid, &rows)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let want: Vec<f32> = (0..c)
+            .map(|ci| at(1, ci, 1, 0, 2) as f32)
+            .chain((0..c).map(|ci| at(0, ci, 0, 1, 1) as f32))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn grouped_cross_entropy_sums_each_attributes_cross_entropy() {
+        let d = Default::default();
+        // Uniform logits: each block costs ln(classes).
+        let logits = Tensor::<TB, 2>::zeros([3, 5], &d);
+        let mut targets = vec![0f32; 15];
+        for r in 0..3 {
+            targets[r * 5 + r % 2] = 1.0;
+            targets[r * 5 + 2 + r % 3] = 1.0;
+        }
+        let targets = Tensor::<TB, 2>::from_data(TensorData::new(targets.clone(), [3, 5]), &d);
+        let got = grouped_cross_entropy(logits, targets.clone(), &[2, 3]).into_scalar();
+        assert!((got - (2f32.ln() + 3f32.ln())).abs() < 1e-5, "{got}");
+        // A confident right answer costs almost nothing, a confident wrong one a lot.
+        let right = grouped_cross_entropy(targets.clone() * 20.0, targets.clone(), &[2, 3]);
+        let wrong = grouped_cross_entropy((targets.clone() * -1.0 + 1.0) * 20.0, targets, &[2, 3]);
+        assert!(right.into_scalar() < 1e-6);
+        assert!(wrong.into_scalar() > 30.0);
     }
 
     #[test]

@@ -8,16 +8,16 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use semgen_core::checkpoint::{save_checkpoint, CheckpointMeta};
+use semgen_core::checkpoint::{load_file, read_meta, save_checkpoint, CheckpointMeta, LoadOptions};
 use semgen_data::{Clip, ShapesWorld, Split, WorldConfig};
 use semgen_encoder::qwen_vision::QWEN_VISION_KEYS;
 use semgen_encoder::tokenizer::PromptTokenizer;
 use semgen_encoder::train::{
-    bce_with_logits, info_nce, linear_probe_accuracy, pool_grid, retrieval_top1, ContrastiveConfig,
-    ContrastiveModel,
+    gather_tokens, grouped_cross_entropy, linear_probe_accuracy, pool_grid, retrieval_top1,
+    ContrastiveConfig, ContrastiveModel,
 };
 use semgen_encoder::umt5::UMT5_KEYS;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 type Inner = Flex;
 type Train = Autodiff<Inner>;
@@ -70,6 +70,13 @@ pub struct EncoderTrainArgs {
     /// Output folder (checkpoint and metrics).
     #[arg(long, default_value = "runs/encoder")]
     pub out: PathBuf,
+    /// Start from an earlier run's folder instead of fresh weights: its `trainer.safetensors`
+    /// (both towers, projections and heads) when present, else its
+    /// `semantic_encoder.safetensors` and `text_encoder.safetensors` (projections and heads
+    /// then start fresh). The training clips continue after the ones that run saw (its step ×
+    /// this run's `--batch`); the optimiser and the schedule start anew.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
 }
 
 /// Clips `first..first+n` of a split as `[n, 3, T', H, W]` (strided) and their captions.
@@ -313,30 +320,67 @@ fn token_loss<B: Backend>(
     tps: usize,
     stride: usize,
 ) -> Tensor<B, 1> {
-    let [b, d, t, h, w] = features.dims();
+    let [_, _, t, h, w] = features.dims();
     let device = features.device();
     let (rows, targets) = object_tokens(meta, [t, h, w], tps, stride);
-    let n = rows.len();
-    let index = Tensor::<B, 1, Int>::from_data(
-        TensorData::new(rows.into_iter().map(|r| r as i64).collect::<Vec<_>>(), [n]),
-        &device,
-    );
-    let tokens = features
-        .reshape([b, d, t * h * w])
-        .swap_dims(1, 2)
-        .reshape([b * t * h * w, d])
-        .select(0, index);
-    let logits = head.forward(tokens);
-    let targets = Tensor::<B, 2>::from_data(TensorData::new(targets, [n, TOKEN_DIMS]), &device);
-    let mut total = Tensor::<B, 1>::zeros([1], &device);
-    let mut offset = 0;
-    for &(_, classes) in &ATTRIBUTES[..4] {
-        let block = logits.clone().slice([0..n, offset..offset + classes]);
-        let want = targets.clone().slice([0..n, offset..offset + classes]);
-        total = total - (burn::tensor::activation::log_softmax(block, 1) * want).sum();
-        offset += classes;
+    let logits = head.forward(gather_tokens(features, &rows));
+    let targets =
+        Tensor::<B, 2>::from_data(TensorData::new(targets, [rows.len(), TOKEN_DIMS]), &device);
+    let groups: Vec<usize> = ATTRIBUTES[..4].iter().map(|&(_, c)| c).collect();
+    grouped_cross_entropy(logits, targets, &groups)
+}
+
+/// Everything `train encoder` optimises, saved beside the two towers so a later run can go on.
+const TRAINER_FILE: &str = "trainer.safetensors";
+
+/// Loads `--init-from DIR` into a freshly built `model`; returns it and the step `DIR` was saved
+/// at. Heads this run has and the saved one lacked start fresh (reported); a saved tensor this
+/// run has no place for, or one of another shape, is an error.
+fn init_from<B: Backend>(model: Trainable<B>, dir: &Path) -> Result<(Trainable<B>, u64)> {
+    let full = dir.join(TRAINER_FILE);
+    if full.exists() {
+        let step = read_meta(&full)?.step;
+        let options = LoadOptions {
+            allow_missing: true,
+            ..LoadOptions::default()
+        };
+        let (model, report) = load_file(model, &full, &[], &options)
+            .with_context(|| format!("loading {}", full.display()))?;
+        println!(
+            "init from {} (step {step}): {} tensors loaded; fresh: {:?}",
+            full.display(),
+            report.applied.len(),
+            report.missing
+        );
+        return Ok((model, step));
     }
-    total / n as f64
+    let Trainable {
+        model: mut towers,
+        token_head,
+    } = model;
+    let vision = dir.join("semantic_encoder.safetensors");
+    let text = dir.join("text_encoder.safetensors");
+    let step = read_meta(&vision)
+        .with_context(|| format!("reading {}", vision.display()))?
+        .step;
+    let strict = LoadOptions::default();
+    towers.vision = load_file(towers.vision, &vision, QWEN_VISION_KEYS, &strict)
+        .with_context(|| format!("loading {}", vision.display()))?
+        .0;
+    towers.text = load_file(towers.text, &text, UMT5_KEYS, &strict)
+        .with_context(|| format!("loading {}", text.display()))?
+        .0;
+    println!(
+        "init from {} (step {step}): vision and text towers loaded; projections and heads fresh",
+        dir.display()
+    );
+    Ok((
+        Trainable {
+            model: towers,
+            token_head,
+        },
+        step,
+    ))
 }
 
 /// The learning rate of `step` (1-based): linear warm-up, then constant or a cosine to a tenth.
@@ -380,12 +424,18 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
             burn::nn::LinearConfig::new(config.vision.out_hidden_size, TOKEN_DIMS).init(&device)
         }),
     };
+    let mut seen = 0u64;
+    if let Some(dir) = &args.init_from {
+        let (loaded, step) = init_from(model, dir)?;
+        model = loaded;
+        seen = step * args.batch as u64;
+    }
     let tps = config.vision.temporal_patch_size;
     let started = std::time::Instant::now();
     let mut optim = AdamConfig::new().init();
     let mut metrics = Vec::new();
     for step in 1..=args.steps {
-        let first = ((step - 1) * args.batch) as u64;
+        let first = seen + ((step - 1) * args.batch) as u64;
         let (clips, meta) = load_batch::<Train>(
             &world,
             Split::Train,
@@ -402,42 +452,21 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
             TensorData::new(ids, [args.batch, args.text_len]),
             &device,
         );
-        let (loss, value, attribute, token) = if model.token_head.is_none() {
-            if args.label_weight > 0.0 {
-                let targets = attribute_tensor(&meta, &device);
-                let (c, a) = model
-                    .model
-                    .losses_with_labels(clips, ids, &tb.lengths(), targets)?;
-                let (cv, av) = (c.clone().into_scalar(), a.clone().into_scalar());
-                (c + a * args.label_weight, cv, av, 0.0)
-            } else {
-                let c = model.model.loss(clips, ids, &tb.lengths())?;
-                let cv = c.clone().into_scalar();
-                (c, cv, 0.0, 0.0)
-            }
-        } else {
-            // One encoder pass feeds the pooled losses and the per-token head.
-            let m = &model.model;
-            let features = m.vision.encode_clip(clips)?.features;
-            let pooled = pool_grid(features.clone());
-            let c = info_nce(
-                m.video_proj.forward(pooled.clone()),
-                m.embed_text(ids, &tb.lengths()),
-                m.temperature,
-            );
-            let cv = c.clone().into_scalar();
-            let mut loss = c;
-            let mut av = 0.0;
-            if let Some(head) = &m.label_head {
-                let a = bce_with_logits(head.forward(pooled), attribute_tensor(&meta, &device));
-                av = a.clone().into_scalar();
-                loss = loss + a * args.label_weight;
-            }
-            let head = model.token_head.as_ref().expect("checked above");
-            let t = token_loss(head, features, &meta, tps, args.frame_stride);
-            let tv = t.clone().into_scalar();
-            (loss + t * args.token_weight, cv, av, tv)
-        };
+        let labels = (args.label_weight > 0.0).then(|| attribute_tensor(&meta, &device));
+        // One encoder pass feeds the pooled losses and the per-token head.
+        let out = model.model.losses(clips, ids, &tb.lengths(), labels)?;
+        let value = out.contrastive.clone().into_scalar();
+        let mut loss = out.contrastive;
+        let (mut attribute, mut token) = (0.0, 0.0);
+        if let Some(a) = out.attributes {
+            attribute = a.clone().into_scalar();
+            loss = loss + a * args.label_weight;
+        }
+        if let Some(head) = &model.token_head {
+            let t = token_loss(head, out.features, &meta, tps, args.frame_stride);
+            token = t.clone().into_scalar();
+            loss = loss + t * args.token_weight;
+        }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = lr_at(&args, step);
         model = optim.step(lr, model, grads);
@@ -448,9 +477,13 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
             );
         }
         if step % args.eval_every == 0 || step == args.steps {
-            let eval = model.model.valid();
-            let val = embed(&eval, &tok, &world, Split::Val, args.val_clips, &args)?;
-            let fit = embed(&eval, &tok, &world, Split::Train, args.probe_clips, &args)?;
+            let trained = model.valid();
+            let eval = &trained.model;
+            // Steps count every clip batch behind these weights, so `--init-from` resumes the
+            // data where this run stopped.
+            let total = seen / args.batch as u64 + step as u64;
+            let val = embed(eval, &tok, &world, Split::Val, args.val_clips, &args)?;
+            let fit = embed(eval, &tok, &world, Split::Train, args.probe_clips, &args)?;
             let k = config.embed_dim;
             let top1 = retrieval_top1(&val.video, &val.text, k);
             let mut row = serde_json::json!({
@@ -465,8 +498,8 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
             let d = config.vision.out_hidden_size;
             // "probe_*": label = the first object's (training clips, 1–2 objects);
             // "probe1_*": one-object clips, where every label is well posed.
-            let fit1 = embed(&eval, &tok, &single, Split::Train, args.probe_clips, &args)?;
-            let val1 = embed(&eval, &tok, &single, Split::Val, args.val_clips, &args)?;
+            let fit1 = embed(eval, &tok, &single, Split::Train, args.probe_clips, &args)?;
+            let val1 = embed(eval, &tok, &single, Split::Val, args.val_clips, &args)?;
             for (prefix, fit, val) in [("probe", &fit, &val), ("probe1", &fit1, &val1)] {
                 for (a, (name, classes)) in ATTRIBUTES.iter().enumerate() {
                     let ty: Vec<usize> = fit.labels.iter().map(|l| l[a]).collect();
@@ -480,7 +513,7 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
             metrics.push(row);
             let meta = CheckpointMeta::new(
                 "semantic_encoder",
-                step as u64,
+                total,
                 serde_json::to_value(&config.vision)?,
             );
             save_checkpoint(
@@ -490,17 +523,17 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
                 &meta,
             )?;
             // The text tower is the prompt encoder both diffusion stages cross-attend to.
-            let meta = CheckpointMeta::new(
-                "text_encoder",
-                step as u64,
-                serde_json::to_value(&config.text)?,
-            );
+            let meta =
+                CheckpointMeta::new("text_encoder", total, serde_json::to_value(&config.text)?);
             save_checkpoint(
                 &eval.text,
                 &args.out.join("text_encoder.safetensors"),
                 UMT5_KEYS,
                 &meta,
             )?;
+            let meta =
+                CheckpointMeta::new("encoder_trainer", total, serde_json::to_value(&config)?);
+            save_checkpoint(&trained, &args.out.join(TRAINER_FILE), &[], &meta)?;
             semgen_core::checkpoint::write_atomic(
                 &args.out.join("metrics.json"),
                 serde_json::to_string_pretty(&metrics)?.as_bytes(),
@@ -693,6 +726,88 @@ mod tests {
             two_objects += (objects.len() == 2) as usize;
         }
         assert!(two_objects > 0, "the sample must hold two-object clips");
+    }
+
+    /// Every parameter of `module`, by name.
+    fn params<B: Backend, M: burn::store::ModuleSnapshot<B>>(
+        module: &M,
+    ) -> std::collections::BTreeMap<String, Vec<f32>> {
+        module
+            .collect(None, None, false)
+            .into_iter()
+            .map(|s| (s.full_path(), s.to_data().unwrap().to_vec::<f32>().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn init_from_loads_the_whole_trainer_or_else_the_two_towers() {
+        type B = burn::backend::NdArray;
+        let device = Default::default();
+        let mut config = ContrastiveConfig::shapes();
+        config.vision = semgen_encoder::qwen_vision::QwenVisionConfig::tiny();
+        config.text = semgen_encoder::umt5::Umt5Config::tiny();
+        config.embed_dim = 16;
+        config.label_dims = LABEL_DIMS;
+        let build_with = |config: &ContrastiveConfig, seed: u64| {
+            <B as Backend>::seed(&device, seed);
+            Trainable::<B> {
+                model: config.init(&device).unwrap(),
+                token_head: Some(
+                    burn::nn::LinearConfig::new(config.vision.out_hidden_size, TOKEN_DIMS)
+                        .init(&device),
+                ),
+            }
+        };
+        let build = |seed: u64| build_with(&config, seed);
+        let saved = build(1);
+        let dir = tempfile::tempdir().unwrap();
+
+        // A whole trainer: every tensor comes back, with the step it was saved at.
+        let full = dir.path().join("full");
+        std::fs::create_dir_all(&full).unwrap();
+        let meta =
+            CheckpointMeta::new("encoder_trainer", 7, serde_json::to_value(&config).unwrap());
+        save_checkpoint(&saved, &full.join(TRAINER_FILE), &[], &meta).unwrap();
+        let (loaded, step) = init_from(build(2), &full).unwrap();
+        assert_eq!(step, 7);
+        assert_eq!(params(&loaded), params(&saved));
+        assert_ne!(params(&build(2)), params(&saved), "the seeds must differ");
+
+        // Only the two towers (an older run): they load, the projections and heads stay fresh.
+        let towers = dir.path().join("towers");
+        std::fs::create_dir_all(&towers).unwrap();
+        let meta = |c: &str| CheckpointMeta::new(c, 5, serde_json::Value::Null);
+        let vision = towers.join("semantic_encoder.safetensors");
+        let text = towers.join("text_encoder.safetensors");
+        save_checkpoint(
+            &saved.model.vision,
+            &vision,
+            QWEN_VISION_KEYS,
+            &meta("semantic_encoder"),
+        )
+        .unwrap();
+        save_checkpoint(&saved.model.text, &text, UMT5_KEYS, &meta("text_encoder")).unwrap();
+        let (loaded, step) = init_from(build(3), &towers).unwrap();
+        assert_eq!(step, 5);
+        assert_eq!(params(&loaded.model.vision), params(&saved.model.vision));
+        assert_eq!(params(&loaded.model.text), params(&saved.model.text));
+        assert_ne!(
+            params(&loaded.model.video_proj),
+            params(&saved.model.video_proj)
+        );
+        assert_ne!(params(&loaded.token_head), params(&saved.token_head));
+
+        // A trainer of another size, or a folder without checkpoints: errors, not a panic.
+        let mut small = config.clone();
+        small.embed_dim = 8;
+        let other = build_with(&small, 4);
+        let wrong = dir.path().join("wrong");
+        std::fs::create_dir_all(&wrong).unwrap();
+        let meta = CheckpointMeta::new("encoder_trainer", 1, serde_json::Value::Null);
+        save_checkpoint(&other, &wrong.join(TRAINER_FILE), &[], &meta).unwrap();
+        let err = init_from(build(5), &wrong).unwrap_err();
+        assert!(format!("{err:#}").contains("shape mismatch"), "{err:#}");
+        assert!(init_from(build(5), &dir.path().join("nothing")).is_err());
     }
 
     #[derive(clap::Parser)]
