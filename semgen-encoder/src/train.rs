@@ -115,25 +115,7 @@ pub fn linear_probe_accuracy(
         return 0.0;
     }
     // Standardise with training statistics so one ridge weight suits every feature.
-    let mean: Vec<f64> = (0..k)
-        .map(|j| (0..n).map(|i| train_x[i * k + j] as f64).sum::<f64>() / n as f64)
-        .collect();
-    let std: Vec<f64> = (0..k)
-        .map(|j| {
-            let v = (0..n)
-                .map(|i| (train_x[i * k + j] as f64 - mean[j]).powi(2))
-                .sum::<f64>()
-                / n as f64;
-            v.sqrt().max(1e-6)
-        })
-        .collect();
-    let row = |x: &[f32], i: usize| -> Vec<f64> {
-        let mut r: Vec<f64> = (0..k)
-            .map(|j| (x[i * k + j] as f64 - mean[j]) / std[j])
-            .collect();
-        r.push(1.0);
-        r
-    };
+    let row = standardiser(train_x, n, k);
     let kk = k + 1;
     let mut a = vec![0.0f64; kk * kk];
     let mut rhs = vec![0.0f64; kk * classes];
@@ -150,16 +132,138 @@ pub fn linear_probe_accuracy(
         a[p * kk + p] += ridge;
     }
     let w = solve(&mut a, &mut rhs, kk, classes);
-    let correct = test_y
+    accuracy(&row, test_x, test_y, &w, classes)
+}
+
+/// Arg-max accuracy on `(x, y)` of the linear classifier `w` `[k + 1, classes]` over rows
+/// standardised by `row`.
+fn accuracy(
+    row: &impl Fn(&[f32], usize) -> Vec<f64>,
+    x: &[f32],
+    y: &[usize],
+    w: &[f64],
+    classes: usize,
+) -> f64 {
+    let kk = w.len() / classes;
+    let correct = y
         .iter()
         .enumerate()
         .filter(|&(i, &y)| {
-            let r = row(test_x, i);
+            let r = row(x, i);
             let score = |c: usize| (0..kk).map(|p| r[p] * w[p * classes + c]).sum::<f64>();
             (0..classes).max_by(|&a, &b| score(a).total_cmp(&score(b))) == Some(y)
         })
         .count();
-    correct as f64 / test_y.len() as f64
+    correct as f64 / y.len() as f64
+}
+
+/// Standardisation with the statistics of `train_x` (`[n, k]`): a function giving row `i` of
+/// any `[·, k]` matrix standardised, with a trailing bias 1.
+fn standardiser(train_x: &[f32], n: usize, k: usize) -> impl Fn(&[f32], usize) -> Vec<f64> {
+    let mean: Vec<f64> = (0..k)
+        .map(|j| (0..n).map(|i| train_x[i * k + j] as f64).sum::<f64>() / n as f64)
+        .collect();
+    let std: Vec<f64> = (0..k)
+        .map(|j| {
+            let v = (0..n)
+                .map(|i| (train_x[i * k + j] as f64 - mean[j]).powi(2))
+                .sum::<f64>()
+                / n as f64;
+            v.sqrt().max(1e-6)
+        })
+        .collect();
+    move |x: &[f32], i: usize| {
+        let mut r: Vec<f64> = (0..k)
+            .map(|j| (x[i * k + j] as f64 - mean[j]) / std[j])
+            .collect();
+        r.push(1.0);
+        r
+    }
+}
+
+/// A linear probe trained as multinomial logistic regression, the usual linear probe of
+/// representation learning (CLIP's, by L-BFGS): softmax cross-entropy plus `l2`·‖W‖²/2 (bias
+/// free) on standardised features, minimised by Nesterov-accelerated full-batch gradient
+/// descent with the step 1/L of the loss's smoothness bound. Deterministic (no sampling).
+/// Unlike the least-squares fit of [`linear_probe_accuracy`] it is not pulled by points far on
+/// the right side of the boundary, so classes that are linearly separable but not by a
+/// regression of one-hot targets are found. Same arguments and result.
+pub fn logistic_probe_accuracy(
+    train_x: &[f32],
+    train_y: &[usize],
+    test_x: &[f32],
+    test_y: &[usize],
+    k: usize,
+    classes: usize,
+    l2: f64,
+) -> f64 {
+    let n = train_y.len();
+    if n == 0 || test_y.is_empty() || classes == 0 {
+        return 0.0;
+    }
+    let row = standardiser(train_x, n, k);
+    let kk = k + 1;
+    let x: Vec<f64> = (0..n).flat_map(|i| row(train_x, i)).collect();
+    // Smoothness of the mean softmax cross-entropy: at most λ_max(XᵀX/n)/2 (power iteration).
+    let mut v = vec![1.0f64; kk];
+    let mut lambda = 0.0;
+    for _ in 0..50 {
+        let mut w = vec![0.0f64; kk];
+        for i in 0..n {
+            let xi = &x[i * kk..(i + 1) * kk];
+            let d: f64 = xi.iter().zip(&v).map(|(a, b)| a * b).sum();
+            for (wp, a) in w.iter_mut().zip(xi) {
+                *wp += d * a / n as f64;
+            }
+        }
+        lambda = w.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if lambda < 1e-12 {
+            break;
+        }
+        v = w.iter().map(|a| a / lambda).collect();
+    }
+    let step = 1.0 / (lambda / 2.0 + l2).max(1e-9);
+    let grad = |w: &[f64]| -> Vec<f64> {
+        let mut g = vec![0.0f64; kk * classes];
+        let mut p = vec![0.0f64; classes];
+        for i in 0..n {
+            let xi = &x[i * kk..(i + 1) * kk];
+            for (c, pc) in p.iter_mut().enumerate() {
+                *pc = (0..kk).map(|q| xi[q] * w[q * classes + c]).sum();
+            }
+            let m = p.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = p.iter().map(|s| (s - m).exp()).sum();
+            for (c, pc) in p.iter_mut().enumerate() {
+                *pc = (*pc - m).exp() / z - f64::from(u8::from(train_y[i].min(classes - 1) == c));
+            }
+            for q in 0..kk {
+                for c in 0..classes {
+                    g[q * classes + c] += xi[q] * p[c] / n as f64;
+                }
+            }
+        }
+        for q in 0..k {
+            for c in 0..classes {
+                g[q * classes + c] += l2 * w[q * classes + c];
+            }
+        }
+        g
+    };
+    let mut w = vec![0.0f64; kk * classes];
+    let mut prev = w.clone();
+    for t in 0..1000 {
+        // Nesterov: gradient at the extrapolated point.
+        let beta = t as f64 / (t as f64 + 3.0);
+        let y: Vec<f64> = w
+            .iter()
+            .zip(&prev)
+            .map(|(a, b)| a + beta * (a - b))
+            .collect();
+        let g = grad(&y);
+        prev = w;
+        w = y.iter().zip(&g).map(|(a, b)| a - step * b).collect();
+    }
+    accuracy(&row, test_x, test_y, &w, classes)
 }
 
 /// Solves `A·X = B` (A `[n, n]` symmetric positive definite after the ridge, B `[n, m]`) by
@@ -469,6 +573,35 @@ mod tests {
             1e-3,
         );
         assert!(acc < 0.7, "{acc}");
+    }
+
+    #[test]
+    fn logistic_probe_finds_classes_a_least_squares_fit_masks() {
+        // Three classes in order along one feature (−1, 0, +1, plus noise): linearly separable
+        // (softmax scores −a·x, 0, a·x with biases), but a least-squares fit of the middle
+        // class's one-hot target on x is flat, so the ridge probe never predicts it.
+        let mut rng = 7u64;
+        let mut next = || {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((rng >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..300 {
+            let c = i % 3;
+            x.push(c as f32 - 1.0 + 0.3 * next());
+            y.push(c);
+        }
+        let (fx, fy, tx, ty) = (&x[..200], &y[..200], &x[200..], &y[200..]);
+        let logistic = logistic_probe_accuracy(fx, fy, tx, ty, 1, 3, 1e-3);
+        let ridge = linear_probe_accuracy(fx, fy, tx, ty, 1, 3, 1e-3);
+        assert!(logistic > 0.95, "logistic {logistic}");
+        assert!(ridge < 0.8, "ridge {ridge}");
+        // Labels unrelated to the features: no better than chance.
+        let noise: Vec<f32> = (0..300).map(|_| next()).collect();
+        let acc = logistic_probe_accuracy(&noise[..200], fy, &noise[200..], ty, 1, 3, 1e-3);
+        assert!(acc < 0.6, "noise {acc}");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use semgen_data::{Clip, ShapesWorld, Split, WorldConfig};
 use semgen_encoder::qwen_vision::QWEN_VISION_KEYS;
 use semgen_encoder::tokenizer::PromptTokenizer;
 use semgen_encoder::train::{
-    gather_tokens, grouped_cross_entropy, linear_probe_accuracy, pool_grid, retrieval_top1,
-    ContrastiveConfig, ContrastiveModel,
+    gather_tokens, grouped_cross_entropy, linear_probe_accuracy, logistic_probe_accuracy,
+    pool_grid, retrieval_top1, ContrastiveConfig, ContrastiveModel,
 };
 use semgen_encoder::umt5::UMT5_KEYS;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,9 @@ pub struct EncoderTrainArgs {
     /// Training clips the linear probes are fitted on.
     #[arg(long, default_value_t = 1024)]
     pub probe_clips: usize,
+    /// The evaluations' probe classifier.
+    #[arg(long, value_enum, default_value_t = ProbeFit::Logistic)]
+    pub probe: ProbeFit,
     #[arg(long, default_value_t = 500)]
     pub eval_every: usize,
     /// Caption length in tokens.
@@ -494,6 +497,7 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
                 "lr": lr,
                 "seconds": started.elapsed().as_secs_f64(),
                 "retrieval_top1": top1,
+                "probe": args.probe,
             });
             let d = config.vision.out_hidden_size;
             // "probe_*": label = the first object's (training clips, 1–2 objects);
@@ -504,8 +508,9 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
                 for (a, (name, classes)) in ATTRIBUTES.iter().enumerate() {
                     let ty: Vec<usize> = fit.labels.iter().map(|l| l[a]).collect();
                     let vy: Vec<usize> = val.labels.iter().map(|l| l[a]).collect();
-                    let acc =
-                        linear_probe_accuracy(&fit.pooled, &ty, &val.pooled, &vy, d, *classes, 1.0);
+                    let acc = args
+                        .probe
+                        .accuracy(&fit.pooled, &ty, &val.pooled, &vy, d, *classes);
                     row[format!("{prefix}_{name}")] = serde_json::json!(acc);
                 }
             }
@@ -571,9 +576,40 @@ pub struct ProbeArgs {
     /// about that object).
     #[arg(long, value_enum, default_value_t = Readout::Mean)]
     pub readout: Readout,
+    #[arg(long, value_enum, default_value_t = ProbeFit::Logistic)]
+    pub probe: ProbeFit,
     /// Also write the accuracies (JSON) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// Which linear classifier a probe fits (both on standardised features, with a bias).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeFit {
+    /// Least squares on one-hot targets, ridge 1 (closed form; the figures before session 12).
+    Ridge,
+    /// Multinomial logistic regression, L2 1e-3 (the usual linear probe).
+    Logistic,
+}
+
+impl ProbeFit {
+    /// Test accuracy of this probe fitted on `(fx, fy)` (`[n, k]` features).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn accuracy(
+        self,
+        fx: &[f32],
+        fy: &[usize],
+        vx: &[f32],
+        vy: &[usize],
+        k: usize,
+        classes: usize,
+    ) -> f64 {
+        match self {
+            ProbeFit::Ridge => linear_probe_accuracy(fx, fy, vx, vy, k, classes, 1.0),
+            ProbeFit::Logistic => logistic_probe_accuracy(fx, fy, vx, vy, k, classes, 1e-3),
+        }
+    }
 }
 
 /// Which encoder features the probes of `probe-encoder` read.
@@ -663,13 +699,14 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
         "encoder": args.encoder,
         "objects_per_clip": args.objects,
         "readout": args.readout,
+        "probe": args.probe,
         "fit_clips": args.fit,
         "val_clips": args.val,
     });
     for (a, (name, classes)) in ATTRIBUTES.iter().enumerate() {
         let ty: Vec<usize> = fy.iter().map(|l| l[a]).collect();
         let vyy: Vec<usize> = vy.iter().map(|l| l[a]).collect();
-        let acc = linear_probe_accuracy(&fx, &ty, &vx, &vyy, d, *classes, 1.0);
+        let acc = args.probe.accuracy(&fx, &ty, &vx, &vyy, d, *classes);
         row[format!("probe_{name}")] = serde_json::json!(acc);
     }
     row["seconds"] = serde_json::json!(start.elapsed().as_secs_f64());
