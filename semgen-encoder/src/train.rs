@@ -540,16 +540,21 @@ mod tests {
         assert!((retrieval_top1(&v, &swapped, 2) - 1.0 / 3.0).abs() < 1e-9);
     }
 
-    #[test]
-    fn linear_probe_separates_separable_classes_and_not_noise() {
-        // Features 1 and 2 flag classes 1 and 2 (class 0 has neither); feature 0 is noise.
-        let mut rng = 1u64;
-        let mut next = || {
+    /// A seeded stream of values in [−0.5, 0.5) (64-bit LCG, high bits).
+    fn uniform(seed: u64) -> impl FnMut() -> f32 {
+        let mut rng = seed;
+        move || {
             rng = rng
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             ((rng >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        };
+        }
+    }
+
+    #[test]
+    fn linear_probe_separates_separable_classes_and_not_noise() {
+        // Features 1 and 2 flag classes 1 and 2 (class 0 has neither); feature 0 is noise.
+        let mut next = uniform(1);
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for i in 0..200 {
             let c = i % 3;
@@ -580,13 +585,7 @@ mod tests {
         // Three classes in order along one feature (−1, 0, +1, plus noise): linearly separable
         // (softmax scores −a·x, 0, a·x with biases), but a least-squares fit of the middle
         // class's one-hot target on x is flat, so the ridge probe never predicts it.
-        let mut rng = 7u64;
-        let mut next = || {
-            rng = rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((rng >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        };
+        let mut next = uniform(7);
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for i in 0..300 {
             let c = i % 3;

@@ -505,12 +505,9 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
             let fit1 = embed(eval, &tok, &single, Split::Train, args.probe_clips, &args)?;
             let val1 = embed(eval, &tok, &single, Split::Val, args.val_clips, &args)?;
             for (prefix, fit, val) in [("probe", &fit, &val), ("probe1", &fit1, &val1)] {
-                for (a, (name, classes)) in ATTRIBUTES.iter().enumerate() {
-                    let ty: Vec<usize> = fit.labels.iter().map(|l| l[a]).collect();
-                    let vy: Vec<usize> = val.labels.iter().map(|l| l[a]).collect();
-                    let acc = args
-                        .probe
-                        .accuracy(&fit.pooled, &ty, &val.pooled, &vy, d, *classes);
+                let fitted = (&fit.pooled[..], &fit.labels[..]);
+                let tested = (&val.pooled[..], &val.labels[..]);
+                for (name, acc) in args.probe.attribute_accuracies(fitted, tested, d) {
                     row[format!("{prefix}_{name}")] = serde_json::json!(acc);
                 }
             }
@@ -594,21 +591,29 @@ pub enum ProbeFit {
 }
 
 impl ProbeFit {
-    /// Test accuracy of this probe fitted on `(fx, fy)` (`[n, k]` features).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn accuracy(
+    /// Test accuracy of this probe for each of [`ATTRIBUTES`], fitted on features `fx` (`[n,
+    /// k]`) with labels `fy` and tested on `(vx, vy)`.
+    pub(crate) fn attribute_accuracies(
         self,
-        fx: &[f32],
-        fy: &[usize],
-        vx: &[f32],
-        vy: &[usize],
+        (fx, fy): (&[f32], &[[usize; 6]]),
+        (vx, vy): (&[f32], &[[usize; 6]]),
         k: usize,
-        classes: usize,
-    ) -> f64 {
-        match self {
-            ProbeFit::Ridge => linear_probe_accuracy(fx, fy, vx, vy, k, classes, 1.0),
-            ProbeFit::Logistic => logistic_probe_accuracy(fx, fy, vx, vy, k, classes, 1e-3),
-        }
+    ) -> Vec<(&'static str, f64)> {
+        ATTRIBUTES
+            .iter()
+            .enumerate()
+            .map(|(a, &(name, classes))| {
+                let ty: Vec<usize> = fy.iter().map(|l| l[a]).collect();
+                let vyy: Vec<usize> = vy.iter().map(|l| l[a]).collect();
+                let acc = match self {
+                    ProbeFit::Ridge => linear_probe_accuracy(fx, &ty, vx, &vyy, k, classes, 1.0),
+                    ProbeFit::Logistic => {
+                        logistic_probe_accuracy(fx, &ty, vx, &vyy, k, classes, 1e-3)
+                    }
+                };
+                (name, acc)
+            })
+            .collect()
     }
 }
 
@@ -703,10 +708,7 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
         "fit_clips": args.fit,
         "val_clips": args.val,
     });
-    for (a, (name, classes)) in ATTRIBUTES.iter().enumerate() {
-        let ty: Vec<usize> = fy.iter().map(|l| l[a]).collect();
-        let vyy: Vec<usize> = vy.iter().map(|l| l[a]).collect();
-        let acc = args.probe.accuracy(&fx, &ty, &vx, &vyy, d, *classes);
+    for (name, acc) in args.probe.attribute_accuracies((&fx, &fy), (&vx, &vy), d) {
         row[format!("probe_{name}")] = serde_json::json!(acc);
     }
     row["seconds"] = serde_json::json!(start.elapsed().as_secs_f64());
