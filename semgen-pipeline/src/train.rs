@@ -53,6 +53,11 @@ pub struct Inputs {
     /// equal this run's (training-only settings such as `text_drop` may change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// With `init_from`: also start from its compression MLP (the default). `false` keeps only
+    /// the refiner and starts the MLP fresh: for moving a trained refiner onto another semantic
+    /// encoder, whose features the old MLP was never fitted to.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub init_compressor: bool,
 }
 
 /// Where the semantic tokens of a run come from.
@@ -172,6 +177,10 @@ fn is_one(v: &f64) -> bool {
 
 fn is_false(v: &bool) -> bool {
     !*v
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 /// `cargo xtask train refiner --config FILE`.
@@ -682,9 +691,16 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                 "object_weight must be a positive number, got {w}"
             )));
         }
-        if config.model.freeze_compressor && config.inputs.init_from.is_none() {
+        let inputs = &config.inputs;
+        if config.model.freeze_compressor && !(inputs.init_from.is_some() && inputs.init_compressor)
+        {
             return Err(TrainError::Config(
-                "freeze_compressor needs [inputs] init_from (the compression MLP to keep)".into(),
+                "freeze_compressor needs [inputs] init_from with its compression MLP (the one to keep; init_compressor = true)".into(),
+            ));
+        }
+        if !inputs.init_compressor && inputs.init_from.is_none() {
+            return Err(TrainError::Config(
+                "init_compressor = false only applies with [inputs] init_from".into(),
             ));
         }
         let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, true)?;
@@ -739,7 +755,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                     stored.timesteps = run.timesteps.clone();
                 },
             )?;
-            if semantic_dim > 0 {
+            if semantic_dim > 0 && config.inputs.init_compressor {
                 compressor = init_from(
                     compressor,
                     &compressor_config,
@@ -747,6 +763,8 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                     "compressor",
                     |stored, run| stored.kl_weight = run.kl_weight,
                 )?;
+            } else if semantic_dim > 0 {
+                println!("compressor starts fresh (init_compressor = false)");
             }
         }
         let weights = if m.object_weight != 1.0 {

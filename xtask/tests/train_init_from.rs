@@ -1,9 +1,9 @@
 //! A refiner fine-tune (`[inputs] init_from`, `[model] object_weight`) through the real
 //! `cargo xtask train refiner` binary, on a tiny refiner over the shipped model's frozen VAE and
 //! encoders (a 2-clip pool of 5-frame 32x32 clips): the fine-tune starts from the given weights,
-//! not from its own seed's init, can keep the compression MLP frozen and change training-only
-//! settings, and a folder holding another architecture is refused even when every tensor has
-//! the same shape.
+//! not from its own seed's init, can keep the compression MLP frozen or start it fresh
+//! (`init_compressor = false`) and change training-only settings, and a folder holding another
+//! architecture is refused even when every tensor has the same shape.
 
 use semgen_core::checkpoint::parse_safetensors;
 use std::path::{Path, PathBuf};
@@ -137,6 +137,53 @@ fn a_fine_tune_starts_from_its_init_from_weights_and_refuses_another_architectur
         let b = weights(&dir.path().join("tuned").join(file));
         assert!(max_diff(&a, &b) < 1e-6, "{file}: {}", max_diff(&a, &b));
     }
+    // init_compressor = false (a refiner moved onto another encoder): the refiner is the base
+    // run's, the compression MLP a fresh one of seed 7.
+    let moved = ok(&train(
+        dir.path(),
+        "moved",
+        &config(
+            2,
+            1e-9,
+            1000,
+            7,
+            &format!("{from}\ninit_compressor = false"),
+            "",
+        ),
+    ));
+    assert!(moved.contains("compressor starts fresh"), "{moved}");
+    let moved_dir = dir.path().join("moved");
+    let dit = max_diff(
+        &weights(&base.join("refiner.safetensors")),
+        &weights(&moved_dir.join("refiner.safetensors")),
+    );
+    assert!(dit < 1e-6, "refiner moved by {dit}");
+    let mlp = max_diff(
+        &weights(&base.join("compressor.safetensors")),
+        &weights(&moved_dir.join("compressor.safetensors")),
+    );
+    assert!(mlp > 1e-2, "compressor is the base run's ({mlp})");
+    // A fresh MLP cannot be kept frozen, and without init_from the setting means nothing.
+    let contradiction = train(
+        dir.path(),
+        "contradiction",
+        &config(
+            2,
+            5e-4,
+            0,
+            7,
+            &format!("{from}\ninit_compressor = false"),
+            "freeze_compressor = true",
+        ),
+    );
+    refused(&contradiction, "freeze_compressor needs");
+    let alone = train(
+        dir.path(),
+        "alone",
+        &config(2, 5e-4, 0, 7, "init_compressor = false", ""),
+    );
+    refused(&alone, "init_compressor = false only applies");
+
     // The same run without init_from starts from seed 7's own weights: far from the base's.
     ok(&train(
         dir.path(),
