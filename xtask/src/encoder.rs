@@ -4,11 +4,12 @@
 //! Needs `semgen-data` and `semgen-encoder` as xtask dependencies.
 
 use anyhow::{Context, Result};
-use burn::backend::{Autodiff, Flex};
-use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::backend::Flex;
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use semgen_core::checkpoint::{load_file, read_meta, save_checkpoint, CheckpointMeta, LoadOptions};
+use semgen_core::device::DeviceSpec;
+use semgen_core::train::{check_run_dir, OptimConfig, TrainError, TrainTask, Trainer};
 use semgen_data::{Clip, ShapesWorld, Split, WorldConfig};
 use semgen_encoder::qwen_vision::QWEN_VISION_KEYS;
 use semgen_encoder::tokenizer::PromptTokenizer;
@@ -17,10 +18,11 @@ use semgen_encoder::train::{
     pool_grid, retrieval_top1, ContrastiveConfig, ContrastiveModel,
 };
 use semgen_encoder::umt5::UMT5_KEYS;
+use semgen_pipeline::backend::{dispatch_autodiff, AutodiffTask};
 use std::path::{Path, PathBuf};
 
+/// The backend of `probe-encoder` (inference on the CPU).
 type Inner = Flex;
-type Train = Autodiff<Inner>;
 
 /// Options of `cargo xtask train encoder`.
 #[derive(clap::Args, Debug, Clone)]
@@ -77,9 +79,23 @@ pub struct EncoderTrainArgs {
     /// (both towers, projections and heads) when present, else its
     /// `semantic_encoder.safetensors` and `text_encoder.safetensors` (projections and heads
     /// then start fresh). The training clips continue after the ones that run saw (its step ×
-    /// this run's `--batch`); the optimiser and the schedule start anew.
+    /// this run's `--batch`); the optimiser and the schedule start anew (`--resume` keeps them).
     #[arg(long)]
     pub init_from: Option<PathBuf>,
+    /// Continue the run saved in `--out` (its `train_state.bin`: weights, Adam moments and
+    /// step; the same flags as the run that wrote it, except `--steps` and the intervals).
+    #[arg(long)]
+    pub resume: bool,
+    /// Save the run state and the checkpoints every this many steps (and at the end; Ctrl-C
+    /// saves too).
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Device to train on: cpu, wgpu[:N], cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// No progress bar (log lines instead).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Clips `first..first+n` of a split as `[n, 3, T', H, W]` (strided) and their captions.
@@ -226,15 +242,15 @@ struct Embedded {
     labels: Vec<[usize; 6]>,
 }
 
-fn embed(
-    model: &ContrastiveModel<Inner>,
+fn embed<B: Backend>(
+    model: &ContrastiveModel<B>,
     tok: &PromptTokenizer,
     world: &ShapesWorld,
     split: Split,
     n: usize,
     args: &EncoderTrainArgs,
+    device: &B::Device,
 ) -> Result<Embedded> {
-    let device = Default::default();
     let mut e = Embedded {
         pooled: vec![],
         video: vec![],
@@ -244,7 +260,7 @@ fn embed(
     for first in (0..n).step_by(args.batch) {
         let b = args.batch.min(n - first);
         let (clips, meta) =
-            load_batch::<Inner>(world, split, first as u64, b, args.frame_stride, &device)?;
+            load_batch::<B>(world, split, first as u64, b, args.frame_stride, device)?;
         let grid = model.vision.encode_clip(clips)?;
         let pooled = pool_grid(grid.features);
         e.video.extend(
@@ -261,8 +277,7 @@ fn embed(
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
         let tb = tok.tokenize(&refs, args.text_len)?;
         let (ids, _) = tb.padded(args.text_len, tok.pad_id());
-        let ids =
-            Tensor::<Inner, 2, Int>::from_data(TensorData::new(ids, [b, args.text_len]), &device);
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, args.text_len]), device);
         e.text.extend(
             model
                 .embed_text(ids, &tb.lengths())
@@ -386,124 +401,150 @@ fn init_from<B: Backend>(model: Trainable<B>, dir: &Path) -> Result<(Trainable<B
     ))
 }
 
-/// The learning rate of `step` (1-based): linear warm-up, then constant or a cosine to a tenth.
-fn lr_at(args: &EncoderTrainArgs, step: usize) -> f64 {
-    if step <= args.warmup {
-        return args.lr * step as f64 / args.warmup as f64;
+/// The `[train]` settings of the core driver that `train encoder`'s flags describe: linear
+/// warm-up, then constant or a cosine to a tenth of `--lr`; plain Adam (AdamW with no decay).
+fn optim_config(args: &EncoderTrainArgs) -> OptimConfig {
+    OptimConfig {
+        steps: args.steps as u64,
+        lr: args.lr,
+        warmup: args.warmup as u64,
+        final_lr_ratio: if args.cosine { 0.1 } else { 1.0 },
+        weight_decay: 0.0,
+        grad_clip: None,
+        ema: None,
+        checkpoint_every: args.checkpoint_every.max(1) as u64,
+        log_every: 10,
+        seed: args.seed,
     }
-    if !args.cosine {
-        return args.lr;
-    }
-    let span = args.steps.saturating_sub(args.warmup).max(1) as f64;
-    let p = ((step - args.warmup) as f64 / span).min(1.0);
-    args.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
 }
 
-/// Runs the pretraining and prints/saves the metrics.
-pub fn train(args: EncoderTrainArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let device = Default::default();
-    let world = ShapesWorld::new(WorldConfig {
-        seed: args.seed,
-        ..WorldConfig::default()
-    })?;
-    // One-object clips: the probe protocol in which every attribute label is well posed.
-    let single = ShapesWorld::new(WorldConfig {
-        seed: args.seed,
-        max_objects: 1,
-        ..WorldConfig::default()
-    })?;
-    let tok = PromptTokenizer::shapes();
-    let mut config = ContrastiveConfig::shapes();
-    if args.label_weight > 0.0 {
-        config.label_dims = LABEL_DIMS;
-    }
-    // `--seed` fixes the initial weights too, so a rerun gives the same encoder.
-    <Train as Backend>::seed(&device, args.seed);
-    let mut model = Trainable {
-        model: config.init::<Train>(&device)?,
-        token_head: (args.token_weight > 0.0).then(|| {
-            burn::nn::LinearConfig::new(config.vision.out_hidden_size, TOKEN_DIMS).init(&device)
-        }),
-    };
-    let mut seen = 0u64;
-    if let Some(dir) = &args.init_from {
-        let (loaded, step) = init_from(model, dir)?;
-        model = loaded;
-        seen = step * args.batch as u64;
-    }
-    let tps = config.vision.temporal_patch_size;
-    let started = std::time::Instant::now();
-    let mut optim = AdamConfig::new().init();
-    let mut metrics = Vec::new();
-    for step in 1..=args.steps {
-        let first = seen + ((step - 1) * args.batch) as u64;
-        let (clips, meta) = load_batch::<Train>(
-            &world,
+/// `train encoder` as a task of the core training driver (`semgen_core::train`): the loss of
+/// step `s` is the one of training clips `offset + s·batch ..` (a pure function of `s`, so
+/// `--resume` replays an uninterrupted run), and each save writes the two towers and the whole
+/// trainer, plus the evaluation (retrieval and probes) on the steps of `--eval-every`.
+struct EncoderTask<B: AutodiffBackend> {
+    args: EncoderTrainArgs,
+    config: ContrastiveConfig,
+    world: ShapesWorld,
+    /// One-object clips: the probe protocol in which every attribute label is well posed.
+    single: ShapesWorld,
+    tok: PromptTokenizer,
+    /// Training clips seen before this run (`--init-from`'s step × `--batch`).
+    offset: u64,
+    /// Optimiser steps behind the `--init-from` weights (checkpoint steps count them too).
+    prior_steps: u64,
+    /// The attribute and token losses of the last step, for the evaluation rows.
+    last: std::cell::Cell<(f64, f64, f64)>,
+    started: std::time::Instant,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> TrainTask<B> for EncoderTask<B> {
+    type Model = Trainable<B>;
+
+    fn loss(&self, model: &Trainable<B>, step: u64) -> Result<Tensor<B, 1>, TrainError> {
+        let args = &self.args;
+        let first = self.offset + step * args.batch as u64;
+        let (clips, meta) = load_batch::<B>(
+            &self.world,
             Split::Train,
             first,
             args.batch,
             args.frame_stride,
-            &device,
-        )?;
+            &self.device,
+        )
+        .map_err(TrainError::task)?;
         let captions: Vec<String> = meta.iter().map(Clip::caption).collect();
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
-        let tb = tok.tokenize(&refs, args.text_len)?;
-        let (ids, _) = tb.padded(args.text_len, tok.pad_id());
-        let ids = Tensor::<Train, 2, Int>::from_data(
+        let tb = self
+            .tok
+            .tokenize(&refs, args.text_len)
+            .map_err(TrainError::task)?;
+        let (ids, _) = tb.padded(args.text_len, self.tok.pad_id());
+        let ids = Tensor::<B, 2, Int>::from_data(
             TensorData::new(ids, [args.batch, args.text_len]),
-            &device,
+            &self.device,
         );
-        let labels = (args.label_weight > 0.0).then(|| attribute_tensor(&meta, &device));
+        let labels = (args.label_weight > 0.0).then(|| attribute_tensor(&meta, &self.device));
         // One encoder pass feeds the pooled losses and the per-token head.
-        let out = model.model.losses(clips, ids, &tb.lengths(), labels)?;
-        let value = out.contrastive.clone().into_scalar();
+        let out = model
+            .model
+            .losses(clips, ids, &tb.lengths(), labels)
+            .map_err(TrainError::task)?;
+        let scalar = |t: &Tensor<B, 1>| t.clone().into_scalar().elem::<f64>();
+        let contrastive = scalar(&out.contrastive);
         let mut loss = out.contrastive;
         let (mut attribute, mut token) = (0.0, 0.0);
         if let Some(a) = out.attributes {
-            attribute = a.clone().into_scalar();
+            attribute = scalar(&a);
             loss = loss + a * args.label_weight;
         }
         if let Some(head) = &model.token_head {
+            let tps = self.config.vision.temporal_patch_size;
             let t = token_loss(head, out.features, &meta, tps, args.frame_stride);
-            token = t.clone().into_scalar();
+            token = scalar(&t);
             loss = loss + t * args.token_weight;
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let lr = lr_at(&args, step);
-        model = optim.step(lr, model, grads);
-        if step % 50 == 0 {
-            println!(
-                "step {step}: contrastive loss {value:.4}, attribute loss {attribute:.4}, token loss {token:.4}, lr {lr:.2e}, {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-        if step % args.eval_every == 0 || step == args.steps {
-            let trained = model.valid();
-            let eval = &trained.model;
-            // Steps count every clip batch behind these weights, so `--init-from` resumes the
-            // data where this run stopped.
-            let total = seen / args.batch as u64 + step as u64;
-            let val = embed(eval, &tok, &world, Split::Val, args.val_clips, &args)?;
-            let fit = embed(eval, &tok, &world, Split::Train, args.probe_clips, &args)?;
-            let k = config.embed_dim;
-            let top1 = retrieval_top1(&val.video, &val.text, k);
+        self.last.set((contrastive, attribute, token));
+        Ok(loss)
+    }
+
+    fn export(
+        &self,
+        trained: &Trainable<B::InnerBackend>,
+        dir: &Path,
+        step: u64,
+    ) -> Result<(), TrainError> {
+        self.save(trained, dir, step).map_err(TrainError::task)
+    }
+
+    fn fingerprint(&self) -> String {
+        let a = &self.args;
+        serde_json::json!({
+            "model": &self.config,
+            "token_head": a.token_weight > 0.0,
+            "batch": a.batch,
+            "frame_stride": a.frame_stride,
+            "text_len": a.text_len,
+            "seed": a.seed,
+            "offset": self.offset,
+        })
+        .to_string()
+    }
+}
+
+impl<B: AutodiffBackend> EncoderTask<B> {
+    /// The checkpoints of step `step` (of this run) in `dir`, and on evaluation steps a row of
+    /// `metrics.json` (which keeps the rows of earlier parts of a resumed run).
+    fn save(&self, trained: &Trainable<B::InnerBackend>, dir: &Path, step: u64) -> Result<()> {
+        let args = &self.args;
+        let eval = &trained.model;
+        // Checkpoint steps count every clip batch behind these weights, so a later
+        // `--init-from` continues the data where this run stopped.
+        let total = self.prior_steps + step;
+        let config = &self.config;
+        if step % args.eval_every.max(1) as u64 == 0 || step == args.steps as u64 {
+            let (contrastive, attribute, token) = self.last.get();
             let mut row = serde_json::json!({
                 "step": step,
-                "loss": value,
+                "loss": contrastive,
                 "attribute_loss": attribute,
                 "token_loss": token,
-                "lr": lr,
-                "seconds": started.elapsed().as_secs_f64(),
-                "retrieval_top1": top1,
+                "lr": optim_config(args).lr_at(step.saturating_sub(1)),
+                "seconds": self.started.elapsed().as_secs_f64(),
                 "probe": args.probe,
             });
+            let device = &self.device;
+            let embed = |world, split, n| embed(eval, &self.tok, world, split, n, args, device);
+            let val = embed(&self.world, Split::Val, args.val_clips)?;
+            row["retrieval_top1"] =
+                serde_json::json!(retrieval_top1(&val.video, &val.text, config.embed_dim));
             let d = config.vision.out_hidden_size;
             // "probe_*": label = the first object's (training clips, 1–2 objects);
             // "probe1_*": one-object clips, where every label is well posed.
-            let fit1 = embed(eval, &tok, &single, Split::Train, args.probe_clips, &args)?;
-            let val1 = embed(eval, &tok, &single, Split::Val, args.val_clips, &args)?;
+            let fit = embed(&self.world, Split::Train, args.probe_clips)?;
+            let fit1 = embed(&self.single, Split::Train, args.probe_clips)?;
+            let val1 = embed(&self.single, Split::Val, args.val_clips)?;
             for (prefix, fit, val) in [("probe", &fit, &val), ("probe1", &fit1, &val1)] {
                 let fitted = (&fit.pooled[..], &fit.labels[..]);
                 let tested = (&val.pooled[..], &val.labels[..]);
@@ -512,37 +553,120 @@ pub fn train(args: EncoderTrainArgs) -> Result<()> {
                 }
             }
             println!("{row}");
+            let path = dir.join("metrics.json");
+            let mut metrics: Vec<serde_json::Value> = match std::fs::read(&path) {
+                Ok(bytes) => serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not a metrics list", path.display()))?,
+                Err(_) => Vec::new(),
+            };
+            // A resumed run re-evaluates no step twice; keep the rows before this one.
+            metrics.retain(|r| r["step"].as_u64().is_some_and(|s| s < step));
             metrics.push(row);
-            let meta = CheckpointMeta::new(
-                "semantic_encoder",
-                total,
-                serde_json::to_value(&config.vision)?,
-            );
-            save_checkpoint(
-                &eval.vision,
-                &args.out.join("semantic_encoder.safetensors"),
-                QWEN_VISION_KEYS,
-                &meta,
-            )?;
-            // The text tower is the prompt encoder both diffusion stages cross-attend to.
-            let meta =
-                CheckpointMeta::new("text_encoder", total, serde_json::to_value(&config.text)?);
-            save_checkpoint(
-                &eval.text,
-                &args.out.join("text_encoder.safetensors"),
-                UMT5_KEYS,
-                &meta,
-            )?;
-            let meta =
-                CheckpointMeta::new("encoder_trainer", total, serde_json::to_value(&config)?);
-            save_checkpoint(&trained, &args.out.join(TRAINER_FILE), &[], &meta)?;
             semgen_core::checkpoint::write_atomic(
-                &args.out.join("metrics.json"),
+                &path,
                 serde_json::to_string_pretty(&metrics)?.as_bytes(),
             )?;
         }
+        let meta = CheckpointMeta::new(
+            "semantic_encoder",
+            total,
+            serde_json::to_value(&config.vision)?,
+        );
+        save_checkpoint(
+            &eval.vision,
+            &dir.join("semantic_encoder.safetensors"),
+            QWEN_VISION_KEYS,
+            &meta,
+        )?;
+        // The text tower is the prompt encoder both diffusion stages cross-attend to.
+        let meta = CheckpointMeta::new("text_encoder", total, serde_json::to_value(&config.text)?);
+        save_checkpoint(
+            &eval.text,
+            &dir.join("text_encoder.safetensors"),
+            UMT5_KEYS,
+            &meta,
+        )?;
+        let meta = CheckpointMeta::new("encoder_trainer", total, serde_json::to_value(config)?);
+        save_checkpoint(trained, &dir.join(TRAINER_FILE), &[], &meta)?;
+        Ok(())
     }
-    Ok(())
+}
+
+struct EncoderJob(EncoderTrainArgs);
+
+impl AutodiffTask for EncoderJob {
+    type Output = Result<()>;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
+        let args = self.0;
+        check_run_dir(&args.out, args.resume)?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let world = ShapesWorld::new(WorldConfig {
+            seed: args.seed,
+            ..WorldConfig::default()
+        })?;
+        let single = ShapesWorld::new(WorldConfig {
+            seed: args.seed,
+            max_objects: 1,
+            ..WorldConfig::default()
+        })?;
+        let mut config = ContrastiveConfig::shapes();
+        if args.label_weight > 0.0 {
+            config.label_dims = LABEL_DIMS;
+        }
+        // `--seed` fixes the initial weights too, so a rerun gives the same encoder.
+        B::seed(&device, args.seed);
+        let mut model = Trainable {
+            model: config.init::<B>(&device)?,
+            token_head: (args.token_weight > 0.0).then(|| {
+                burn::nn::LinearConfig::new(config.vision.out_hidden_size, TOKEN_DIMS).init(&device)
+            }),
+        };
+        let mut prior_steps = 0;
+        if let Some(dir) = &args.init_from {
+            (model, prior_steps) = init_from(model, dir)?;
+        }
+        let task = EncoderTask::<B> {
+            offset: prior_steps * args.batch as u64,
+            prior_steps,
+            config,
+            world,
+            single,
+            tok: PromptTokenizer::shapes(),
+            last: std::cell::Cell::new((f64::NAN, f64::NAN, f64::NAN)),
+            started: std::time::Instant::now(),
+            device: device.clone(),
+            args: args.clone(),
+        };
+        let mut trainer = Trainer::new(model, optim_config(&args))?;
+        if args.resume {
+            trainer.resume(&task, &args.out, &device)?;
+        }
+        println!(
+            "training the encoder from step {} to {}",
+            trainer.step, args.steps
+        );
+        let stop = crate::stages::stop_flag();
+        let summary = trainer.run(&task, &args.out, &stop, !args.quiet)?;
+        println!(
+            "{} steps in {:.1}s (step {}, last loss {:.4}){}",
+            summary.steps_run,
+            summary.seconds,
+            summary.step,
+            summary.last_loss,
+            if summary.stopped {
+                ", stopped early"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+}
+
+/// Runs the pretraining through the core driver and prints/saves the metrics.
+pub fn train(args: EncoderTrainArgs) -> Result<()> {
+    dispatch_autodiff(args.device, EncoderJob(args))?
 }
 
 /// Options of `cargo xtask probe-encoder`.
@@ -860,15 +984,18 @@ mod tests {
         let parse = |extra: &[&str]| {
             let mut argv = vec!["x", "--steps", "100", "--lr", "1e-3"];
             argv.extend_from_slice(extra);
-            Cli::parse_from(argv).args
+            optim_config(&Cli::parse_from(argv).args)
         };
+        // The driver's steps are 0-based: `lr_at(s)` is the rate of the (s+1)-th step.
         let constant = parse(&[]);
-        assert_eq!(lr_at(&constant, 1), 1e-3);
-        assert_eq!(lr_at(&constant, 100), 1e-3);
+        assert_eq!(constant.lr_at(0), 1e-3);
+        assert_eq!(constant.lr_at(99), 1e-3);
         let cosine = parse(&["--warmup", "10", "--cosine"]);
-        assert!((lr_at(&cosine, 5) - 5e-4).abs() < 1e-12);
-        assert!((lr_at(&cosine, 10) - 1e-3).abs() < 1e-12);
-        assert!((lr_at(&cosine, 55) - 5.5e-4).abs() < 1e-12);
-        assert!((lr_at(&cosine, 100) - 1e-4).abs() < 1e-12);
+        assert!((cosine.lr_at(4) - 5e-4).abs() < 1e-12);
+        assert!((cosine.lr_at(9) - 1e-3).abs() < 1e-12);
+        assert!((cosine.lr_at(10) - 1e-3).abs() < 1e-12);
+        assert!((cosine.lr_at(55) - 5.5e-4).abs() < 1e-12);
+        assert!((cosine.lr_at(100) - 1e-4).abs() < 1e-12);
+        assert_eq!(cosine.weight_decay, 0.0, "plain Adam, as before the driver");
     }
 }

@@ -5,8 +5,10 @@
 
 use anyhow::{bail, Context, Result};
 use semgen_core::device::DeviceSpec;
+use semgen_core::train::LOG_FILE;
 use semgen_pipeline::backend::{dispatch_autodiff, AutodiffTask};
 use semgen_vae::train::{VaeTrainConfig, VaeTrainer, STATE_FILE};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -15,7 +17,7 @@ pub struct VaeTrainArgs {
     /// Training config (TOML), e.g. semgen-vae/configs/shapes-small.toml.
     #[arg(long)]
     pub config: PathBuf,
-    /// Run directory: vae.safetensors and train_state.bin are written here.
+    /// Run directory: vae.safetensors, train_state.bin and train_log.jsonl are written here.
     #[arg(long)]
     pub out: PathBuf,
     /// Continue the run saved in --out instead of starting a new one.
@@ -48,18 +50,39 @@ impl AutodiffTask for TrainTask {
             self.args.out.display()
         );
         let start = Instant::now();
+        // The same log file as the core driver's runs, one row per step with the loss terms.
+        let log_path = self.args.out.join(LOG_FILE);
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let mut last = (Instant::now(), trainer.step);
+        let mut log_err = None;
         trainer.run(&self.args.out, |s| {
+            let seconds = start.elapsed().as_secs_f64();
             println!(
-                "step {:>6}/{total}  loss {:.5}  l1 {:.5}  mse {:.6}  kl {:.3}  anchor {:.4}  {:.1}s",
-                s.step,
-                s.loss,
-                s.l1,
-                s.mse,
-                s.kl,
-                s.anchor,
-                start.elapsed().as_secs_f64()
+                "step {:>6}/{total}  loss {:.5}  l1 {:.5}  mse {:.6}  kl {:.3}  anchor {:.4}  {seconds:.1}s",
+                s.step, s.loss, s.l1, s.mse, s.kl, s.anchor,
             );
+            let row = serde_json::json!({
+                "step": s.step,
+                "loss": s.loss,
+                "l1": s.l1,
+                "mse": s.mse,
+                "kl": s.kl,
+                "anchor": s.anchor,
+                "seconds": seconds,
+                "steps_per_s": (s.step - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-9),
+            });
+            last = (Instant::now(), s.step);
+            if let Err(e) = writeln!(log, "{row}") {
+                log_err.get_or_insert(e);
+            }
         })?;
+        if let Some(e) = log_err {
+            bail!("writing {}: {e}", log_path.display());
+        }
         println!("done in {:.1}s", start.elapsed().as_secs_f64());
         Ok(())
     }
