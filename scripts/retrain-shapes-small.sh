@@ -3,11 +3,13 @@
 # (image, then inflated to video), the refiner + compression MLP on the new latents, the
 # semantic generator on the new z_sem, assembles checkpoints/shapes-small, fine-tunes the
 # assembled VAE's decoder (encoder frozen: the latents stage 2 learned stay the same), fine-tunes
-# stage 2 with the object cells weighted up and retrains stage 1 on its MLP, and evaluates.
+# stage 2 with the object cells weighted up and retrains stage 1 on its MLP, fine-tunes the decoder
+# once more (object pixels weighted 20x, fresh clips; session 15), and evaluates.
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | eval)
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval)
 # The decoder step starts from checkpoints/shapes-small/vae.safetensors, so run it once per assembly;
-# the objects step starts from runs/refiner and runs/vae-decoder.
+# the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from the
+# decoder step's VAE installed in checkpoints/shapes-small.
 # VAE_RESUME=--resume continues an interrupted video phase in runs/vae.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,9 +77,26 @@ json.dump(m, open(p + ".tmp", "w"), indent=2)
 os.replace(p + ".tmp", p)
 PY
 fi
+if step decoder-objects; then
+  $x train vae --config semgen-vae/configs/shapes-small-decoder-objects.toml --out runs/vae-decoder-objects > runs/vae-decoder-objects.log 2>&1
+  cp runs/vae-decoder-objects/vae.safetensors checkpoints/shapes-small/.vae.safetensors.tmp
+  mv checkpoints/shapes-small/.vae.safetensors.tmp checkpoints/shapes-small/vae.safetensors
+  python3 - <<'PY2'
+import json, os
+p = "checkpoints/shapes-small/model.json"
+m = json.load(open(p))
+m.setdefault("provenance", {})["vae_decoder_run"] = {
+    "config": "semgen-vae/configs/shapes-small-decoder-objects.toml", "step": 1500,
+    "started_from": {"config": "semgen-vae/configs/shapes-small-decoder.toml", "step": 1000}}
+json.dump(m, open(p + ".tmp", "w"), indent=2)
+os.replace(p + ".tmp", p)
+PY2
+  $x eval-vae --checkpoint checkpoints/shapes-small/vae.safetensors --count 32 > runs/vae-decoder-objects-eval.log 2>&1
+fi
 if step eval; then
   $x eval --checkpoint checkpoints/shapes-small --count 100 --source vae --out docs/results/pipeline-vae-ceiling.jsonl > runs/eval-vae.log 2>&1
   $x eval --checkpoint checkpoints/shapes-small --count 100 --out docs/results/pipeline-generated.jsonl > runs/eval-generated.log 2>&1
   $x eval --checkpoint checkpoints/shapes-small --count 100 --source real --out docs/results/pipeline-real.jsonl > runs/eval-real.log 2>&1
+  $x eval --checkpoint checkpoints/shapes-small --count 100 --source swapped --out docs/results/pipeline-swapped.jsonl > runs/eval-swapped.log 2>&1
 fi
 echo "retrained from $first"

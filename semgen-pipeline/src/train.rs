@@ -703,7 +703,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                 "init_compressor = false only applies with [inputs] init_from".into(),
             ));
         }
-        let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, true)?;
+        let pool = FeaturePool::cached(frozen, inputs, &config.data, Split::Train, true)?;
         let latents = pool
             .latents
             .clone()
@@ -742,7 +742,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
         let mut compressor = compressor_config
             .init::<B>(device)
             .map_err(TrainError::task)?;
-        if let Some(dir) = &config.inputs.init_from {
+        if let Some(dir) = &inputs.init_from {
             refiner = init_from(
                 refiner,
                 &refiner_config,
@@ -755,16 +755,18 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                     stored.timesteps = run.timesteps.clone();
                 },
             )?;
-            if semantic_dim > 0 && config.inputs.init_compressor {
-                compressor = init_from(
-                    compressor,
-                    &compressor_config,
-                    &dir.join(crate::model::COMPRESSOR_FILE),
-                    "compressor",
-                    |stored, run| stored.kl_weight = run.kl_weight,
-                )?;
-            } else if semantic_dim > 0 {
-                println!("compressor starts fresh (init_compressor = false)");
+            if semantic_dim > 0 {
+                if inputs.init_compressor {
+                    compressor = init_from(
+                        compressor,
+                        &compressor_config,
+                        &dir.join(crate::model::COMPRESSOR_FILE),
+                        "compressor",
+                        |stored, run| stored.kl_weight = run.kl_weight,
+                    )?;
+                } else {
+                    println!("compressor starts fresh (init_compressor = false)");
+                }
             }
         }
         let weights = if m.object_weight != 1.0 {

@@ -103,6 +103,17 @@ fn png_folder_output_has_every_frame() {
     let o = generate(&out, "1");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 17);
+
+    // Written with a trailing separator (`--out shots/`): the sidecars go beside the folder,
+    // as for `shots`, not inside it as `shots/.json` (the folder does not exist yet then).
+    let shots = dir.path().join("shots");
+    let with_slash = format!("{}{}", shots.display(), std::path::MAIN_SEPARATOR);
+    let o = generate(Path::new(&with_slash), "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&shots).unwrap().count(), 17);
+    for sidecar in ["shots.json", "shots.latents.safetensors"] {
+        assert!(dir.path().join(sidecar).is_file(), "{sidecar}");
+    }
 }
 
 /// Runs a failing command and checks the message, the status and that `out` was not created.

@@ -339,6 +339,27 @@ impl VaeTrainConfig {
         }
     }
 
+    /// `configs/shapes-small-decoder-objects.toml`: phase 4 of the shipped VAE (session 15), the
+    /// phase-3 decoder fine-tuned again with the encoder frozen, on fresh clips (world seed 1),
+    /// a new schedule, and object pixels weighted 20×: more of the oracle's hits on the
+    /// reconstructions for a fraction of a dB of PSNR (docs/vae.md).
+    pub fn shapes_small_decoder_objects() -> Self {
+        let phase3 = Self::shapes_small_decoder();
+        Self {
+            data: DataSection {
+                seed: 1,
+                ..phase3.data
+            },
+            train: TrainSection {
+                warmup: 50,
+                object_weight: 20.0,
+                stop_at: None,
+                ..phase3.train
+            },
+            ..phase3
+        }
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }

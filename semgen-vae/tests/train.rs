@@ -44,6 +44,10 @@ fn config_files_are_the_presets() {
         VaeTrainConfig::shapes_small_decoder()
     );
     assert_eq!(
+        config_file("shapes-small-decoder-objects.toml"),
+        VaeTrainConfig::shapes_small_decoder_objects()
+    );
+    assert_eq!(
         VaeTrainConfig::from_toml(&VaeTrainConfig::tiny().to_toml()).unwrap(),
         VaeTrainConfig::tiny()
     );

@@ -174,9 +174,10 @@ fn check_output(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `clip.gif` → `clip.gif.json`, `clip.gif.latents.safetensors`.
+/// `clip.gif` → `clip.gif.json`, `clip.gif.latents.safetensors`; a PNG folder `frames/` →
+/// `frames.json` beside it (a trailing separator does not put the sidecars inside the folder).
 fn sidecar(out: &Path, suffix: &str) -> PathBuf {
-    let mut s = out.as_os_str().to_owned();
+    let mut s = out.components().as_path().as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
 }
