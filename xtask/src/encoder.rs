@@ -648,18 +648,7 @@ impl AutodiffTask for EncoderJob {
         );
         let stop = crate::stages::stop_flag();
         let summary = trainer.run(&task, &args.out, &stop, !args.quiet)?;
-        println!(
-            "{} steps in {:.1}s (step {}, last loss {:.4}){}",
-            summary.steps_run,
-            summary.seconds,
-            summary.step,
-            summary.last_loss,
-            if summary.stopped {
-                ", stopped early"
-            } else {
-                ""
-            }
-        );
+        crate::stages::print_summary(&summary);
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 use anyhow::{Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use semgen_core::device::DeviceSpec;
-use semgen_core::train::{check_run_dir, Trainer};
+use semgen_core::train::{check_run_dir, RunSummary, Trainer};
 use semgen_encoder::compressor::{Compressor, CompressorConfig};
 use semgen_pipeline::backend::{dispatch_autodiff, AutodiffTask};
 use semgen_pipeline::model::{load_own, COMPRESSOR_FILE};
@@ -120,20 +120,25 @@ impl AutodiffTask for Job {
                 trainer.run(&task, &args.out, &stop, !args.quiet)?
             }
         };
-        println!(
-            "{} steps in {:.1}s (step {}, last loss {:.4}){}",
-            summary.steps_run,
-            summary.seconds,
-            summary.step,
-            summary.last_loss,
-            if summary.stopped {
-                ", stopped early"
-            } else {
-                ""
-            }
-        );
+        print_summary(&summary);
         Ok(())
     }
+}
+
+/// The last line of every `train` run on the core driver.
+pub fn print_summary(summary: &RunSummary) {
+    println!(
+        "{} steps in {:.1}s (step {}, last loss {:.4}){}",
+        summary.steps_run,
+        summary.seconds,
+        summary.step,
+        summary.last_loss,
+        if summary.stopped {
+            ", stopped early"
+        } else {
+            ""
+        }
+    );
 }
 
 pub fn train_refiner(args: StageArgs) -> Result<()> {
