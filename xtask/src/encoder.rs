@@ -419,7 +419,7 @@ fn optim_config(args: &EncoderTrainArgs) -> OptimConfig {
 }
 
 /// `train encoder` as a task of the core training driver (`semgen_core::train`): the loss of
-/// step `s` is the one of training clips `offset + s·batch ..` (a pure function of `s`, so
+/// step `s` is the one of training clips `(prior_steps + s)·batch ..` (a pure function of `s`, so
 /// `--resume` replays an uninterrupted run), and each save writes the two towers and the whole
 /// trainer, plus the evaluation (retrieval and probes) on the steps of `--eval-every`.
 struct EncoderTask<B: AutodiffBackend> {
@@ -429,9 +429,8 @@ struct EncoderTask<B: AutodiffBackend> {
     /// One-object clips: the probe protocol in which every attribute label is well posed.
     single: ShapesWorld,
     tok: PromptTokenizer,
-    /// Training clips seen before this run (`--init-from`'s step × `--batch`).
-    offset: u64,
-    /// Optimiser steps behind the `--init-from` weights (checkpoint steps count them too).
+    /// Optimiser steps behind the `--init-from` weights: checkpoint steps count them, and the
+    /// training clips continue after the `prior_steps × --batch` that they saw.
     prior_steps: u64,
     /// The attribute and token losses of the last step, for the evaluation rows.
     last: std::cell::Cell<(f64, f64, f64)>,
@@ -444,7 +443,7 @@ impl<B: AutodiffBackend> TrainTask<B> for EncoderTask<B> {
 
     fn loss(&self, model: &Trainable<B>, step: u64) -> Result<Tensor<B, 1>, TrainError> {
         let args = &self.args;
-        let first = self.offset + step * args.batch as u64;
+        let first = (self.prior_steps + step) * args.batch as u64;
         let (clips, meta) = load_batch::<B>(
             &self.world,
             Split::Train,
@@ -507,7 +506,7 @@ impl<B: AutodiffBackend> TrainTask<B> for EncoderTask<B> {
             "frame_stride": a.frame_stride,
             "text_len": a.text_len,
             "seed": a.seed,
-            "offset": self.offset,
+            "prior_steps": self.prior_steps,
         })
         .to_string()
     }
@@ -557,7 +556,9 @@ impl<B: AutodiffBackend> EncoderTask<B> {
             let mut metrics: Vec<serde_json::Value> = match std::fs::read(&path) {
                 Ok(bytes) => serde_json::from_slice(&bytes)
                     .with_context(|| format!("{} is not a metrics list", path.display()))?,
-                Err(_) => Vec::new(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                // Anything else would overwrite rows it could not read: stop instead.
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
             };
             // A resumed run re-evaluates no step twice; keep the rows before this one.
             metrics.retain(|r| r["step"].as_u64().is_some_and(|s| s < step));
@@ -627,7 +628,6 @@ impl AutodiffTask for EncoderJob {
             (model, prior_steps) = init_from(model, dir)?;
         }
         let task = EncoderTask::<B> {
-            offset: prior_steps * args.batch as u64,
             prior_steps,
             config,
             world,

@@ -57,7 +57,8 @@ impl AutodiffTask for TrainTask {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let mut last = (Instant::now(), trainer.step);
+        // One row per step, so the throughput is the inverse of the time since the last row.
+        let mut last = Instant::now();
         let mut log_err = None;
         trainer.run(&self.args.out, |s| {
             let seconds = start.elapsed().as_secs_f64();
@@ -73,9 +74,9 @@ impl AutodiffTask for TrainTask {
                 "kl": s.kl,
                 "anchor": s.anchor,
                 "seconds": seconds,
-                "steps_per_s": (s.step - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-9),
+                "steps_per_s": 1.0 / last.elapsed().as_secs_f64().max(1e-9),
             });
-            last = (Instant::now(), s.step);
+            last = Instant::now();
             if let Err(e) = writeln!(log, "{row}") {
                 log_err.get_or_insert(e);
             }
