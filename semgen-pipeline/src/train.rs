@@ -127,6 +127,21 @@ impl DitSize {
     }
 }
 
+/// `[model]` of the stage-1 config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticModel {
+    #[serde(flatten)]
+    pub size: DitSize,
+    /// Loss weight of the semantic tokens whose cell holds an object in one of the token's
+    /// sampled frames (the rest weigh 1; the loss is the weighted mean,
+    /// [`semantic_object_weights`]). 1 = the plain mean. An object covers one or two of a
+    /// frame's 16 tokens, so under the plain mean the background tokens dominate the loss, as
+    /// in stage 2 before its `object_weight`.
+    #[serde(default = "crate::model::one", skip_serializing_if = "is_one")]
+    pub object_weight: f64,
+}
+
 /// `[model]` of the refiner config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +172,15 @@ pub struct RefinerModel {
         skip_serializing_if = "is_default_text_drop"
     )]
     pub text_drop: f64,
+    /// Scale of the compression MLP's posterior noise in the `z_sem` stage 2 trains on:
+    /// `z_sem = mean + posterior_noise·σ·ε`. 1 (the default) is the VAE-style sample; 0 trains
+    /// on the posterior mean, which is what stage 2 receives at inference (the real clip's
+    /// `encode_mean`, or stage 1's samples of it). With the MLP's KL pulling σ towards 1 the
+    /// sample can be mostly noise (measured in session 16: per-channel variance of the mean
+    /// 0.2–0.45 against a mean σ² of 0.56–0.73), which teaches stage 2 to ignore `z_sem`.
+    /// The RAE-style `sem_noise_max` augmentation applies on top either way.
+    #[serde(default = "crate::model::one", skip_serializing_if = "is_one")]
+    pub posterior_noise: f64,
 }
 
 fn default_text_drop() -> f64 {
@@ -198,7 +222,7 @@ pub struct RefinerTrainConfig {
 #[serde(deny_unknown_fields)]
 pub struct SemanticTrainConfig {
     pub inputs: Inputs,
-    pub model: DitSize,
+    pub model: SemanticModel,
     pub data: DataConfig,
     pub train: OptimConfig,
 }
@@ -287,6 +311,41 @@ pub fn latent_object_weights<B: Backend>(
         }
     }
     Tensor::from_data(TensorData::new(values, [plans.len(), 1, f, lh, lw]), device)
+}
+
+/// Per-token loss weights `[N, 1, t, gh, gw]` of stage 1 for clips with these plans: `weight`
+/// where some pixel of an object's box (true centre ± radius + 1.5 px, as for
+/// [`latent_object_weights`]) lies in the token's cell in one of the two frames its temporal
+/// patch samples (`2k·stride` and `(2k+1)·stride`, clamped to the last frame), 1 elsewhere.
+pub fn semantic_object_weights<B: Backend>(
+    plans: &[semgen_data::ClipPlan],
+    weight: f64,
+    grid: SemanticGrid,
+    device: &B::Device,
+) -> Tensor<B, 5> {
+    let (t, gh, gw) = (grid.t, grid.h, grid.w);
+    let Some(first) = plans.first() else {
+        return Tensor::zeros([0, 1, t, gh, gw], device);
+    };
+    let (frames, h, w) = (first.frames(), first.height, first.width);
+    let (ch, cw) = (h.div_ceil(gh), w.div_ceil(gw));
+    let mut values = vec![1.0f32; plans.len() * t * gh * gw];
+    for (b, plan) in plans.iter().enumerate() {
+        for (frame, ys, xs) in semgen_vae::train::object_pixel_boxes(plan) {
+            for k in 0..t {
+                let sampled = [2 * k * grid.stride, (2 * k + 1) * grid.stride];
+                if !sampled.iter().any(|&f| f.min(frames - 1) == frame) {
+                    continue;
+                }
+                for y in ys.start() / ch..=(ys.end() / ch).min(gh - 1) {
+                    let row = ((b * t + k) * gh + y) * gw;
+                    let (x0, x1) = (xs.start() / cw, (xs.end() / cw).min(gw - 1));
+                    values[row + x0..=row + x1].fill(weight as f32);
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [plans.len(), 1, t, gh, gw]), device)
 }
 
 /// `N` clips through the frozen models.
@@ -691,6 +750,12 @@ impl<B: AutodiffBackend> RefinerTask<B> {
                 "object_weight must be a positive number, got {w}"
             )));
         }
+        let p = config.model.posterior_noise;
+        if !(p.is_finite() && p >= 0.0) {
+            return Err(TrainError::Config(format!(
+                "posterior_noise must be a number >= 0, got {p}"
+            )));
+        }
         let inputs = &config.inputs;
         if config.model.freeze_compressor && !(inputs.init_from.is_some() && inputs.init_compressor)
         {
@@ -828,7 +893,11 @@ impl<B: AutodiffBackend> TrainTask<B> for RefinerTask<B> {
             let feats = to_tokens(self.features.clone().select(0, idx));
             let mut shape = feats.dims();
             shape[4] = self.compressor_config.out_dim();
-            let noise = semgen_refiner::refiner::host_normal::<B, 5>(shape, &mut rng, &device);
+            let mut noise = semgen_refiner::refiner::host_normal::<B, 5>(shape, &mut rng, &device);
+            // Drawn either way, so the random stream (and resume) does not depend on the scale.
+            if self.config.model.posterior_noise != 1.0 {
+                noise = noise.mul_scalar(self.config.model.posterior_noise);
+            }
             if self.config.model.freeze_compressor {
                 // Off the autodiff graph (no gradients reach it, and no graph is left behind:
                 // see semgen-vae's decoder_only); its KL term is a constant then.
@@ -911,6 +980,8 @@ pub struct SemanticTask<B: AutodiffBackend> {
     pub dit_config: SemanticDitConfig,
     z_sem: Tensor<B, 5>,
     text: Tensor<B, 3>,
+    /// Per-token loss weights `[N, 1, t, h, w]` when `object_weight` ≠ 1.
+    weights: Option<Tensor<B, 5>>,
 }
 
 impl<B: AutodiffBackend> SemanticTask<B> {
@@ -921,13 +992,39 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         device: &B::Device,
     ) -> Result<(Self, SemanticDit<B>), TrainError> {
         config.train.validate()?;
+        let ow = config.model.object_weight;
+        if !(ow.is_finite() && ow > 0.0) {
+            return Err(TrainError::Config(format!(
+                "object_weight must be a positive number, got {ow}"
+            )));
+        }
         let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, false)?;
+        let weights = if ow != 1.0 {
+            let [_, _, t, h, w] = pool.features.dims();
+            let world = pool_world(&config.data)?;
+            let plans = (0..config.data.pool as u64)
+                .map(|i| world.plan_clip(Split::Train, i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(TrainError::task)?;
+            let grid = SemanticGrid {
+                t,
+                h,
+                w,
+                stride: config.data.frame_stride,
+            };
+            Some(to_autodiff(semantic_object_weights(
+                &plans, ow, grid, device,
+            )))
+        } else {
+            None
+        };
         let z = compress_mean(compressor, pool.features);
         let d_out = z.dims()[1];
         let (mean, std) = channel_stats(&z);
         let dit_config = SemanticDitConfig::on_backbone(
             config
                 .model
+                .size
                 .backbone(d_out, frozen.text_config.d_model, [1, 1, 1]),
             d_out,
         )
@@ -942,6 +1039,7 @@ impl<B: AutodiffBackend> SemanticTask<B> {
                 dit_config,
                 z_sem: to_autodiff(z),
                 text: to_autodiff(pool.text),
+                weights,
             },
             model,
         ))
@@ -972,9 +1070,10 @@ impl<B: AutodiffBackend> TrainTask<B> for SemanticTask<B> {
             &device,
         );
         let z = self.z_sem.clone().select(0, idx.clone());
-        let text = self.text.clone().select(0, idx);
+        let text = self.text.clone().select(0, idx.clone());
+        let weights = self.weights.clone().map(|w| w.select(0, idx));
         model
-            .training_loss(z, SemanticText::Shared(text), &mut rng)
+            .training_loss_weighted(z, SemanticText::Shared(text), weights, &mut rng)
             .map_err(TrainError::task)
     }
 
@@ -1051,6 +1150,74 @@ mod tests {
         assert!(text.contains("text_drop = 0.9"), "{text}");
         let back: RefinerTrainConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, dropped);
+    }
+
+    #[test]
+    fn semantic_object_weights_are_the_pixel_object_boxes_of_each_tokens_sampled_frames() {
+        // Stage 1's grid for 17-frame clips sampled every 4th frame: token k sees frames 8k
+        // and 8k + 4 (the last token: frame 16 twice), each token a 16x16-pixel cell. The
+        // pixel map of the VAE's object weighting, max-pooled the slow way.
+        let data = DataConfig {
+            world_seed: 5,
+            pool: 4,
+            batch: 1,
+            frames: 17,
+            height: 64,
+            width: 64,
+            max_objects: 2,
+            frame_stride: 4,
+            text_len: 8,
+            semantic_source: SemanticSource::Encoder,
+        };
+        let world = pool_world(&data).unwrap();
+        let plans: Vec<_> = (0..4)
+            .map(|i| world.plan_clip(Split::Train, i).unwrap())
+            .collect();
+        let d = Default::default();
+        let grid = SemanticGrid {
+            t: 3,
+            h: 4,
+            w: 4,
+            stride: 4,
+        };
+        let got = semantic_object_weights::<B>(&plans, 5.0, grid, &d);
+        assert_eq!(got.dims(), [4, 1, 3, 4, 4]);
+        let got: Vec<f32> = got.into_data().to_vec().unwrap();
+        let refs: Vec<&semgen_data::ClipPlan> = plans.iter().collect();
+        let pixels: Vec<f32> = semgen_vae::train::object_weight_map::<B>(&refs, 5.0, &d)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let mut marked = 0;
+        for b in 0..4 {
+            for k in 0..3 {
+                for cy in 0..4 {
+                    for cx in 0..4 {
+                        let mut want = 1.0f32;
+                        for t in [(8 * k).min(16), (8 * k + 4).min(16)] {
+                            for y in cy * 16..cy * 16 + 16 {
+                                for x in cx * 16..cx * 16 + 16 {
+                                    // Channel 0 of [b, 3, 17, 64, 64].
+                                    want = want.max(pixels[((b * 3 * 17 + t) * 64 + y) * 64 + x]);
+                                }
+                            }
+                        }
+                        let i = ((b * 3 + k) * 4 + cy) * 4 + cx;
+                        assert_eq!(got[i], want, "clip {b}, token frame {k}, cell ({cy}, {cx})");
+                        marked += (want == 5.0) as usize;
+                    }
+                }
+            }
+        }
+        assert!(
+            marked > 0 && marked < got.len(),
+            "{marked} of {} tokens marked",
+            got.len()
+        );
+        // The weight 1 is the plain mean: nothing marked.
+        let ones = semantic_object_weights::<B>(&plans, 1.0, grid, &d);
+        assert_eq!(ones.clone().min().into_scalar(), 1.0);
+        assert_eq!(ones.max().into_scalar(), 1.0);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum SemanticDitError {
     NoSegments,
     #[error("{segments} segment prompts for {frames} semantic frames: every segment needs at least one frame")]
     TooManySegments { segments: usize, frames: usize },
+    #[error("{0}")]
+    Shape(String),
 }
 
 /// Configuration of the semantic generator.
@@ -256,6 +258,19 @@ impl<B: Backend> SemanticDit<B> {
         text: SemanticText<B>,
         rng: &mut impl Rng,
     ) -> Result<Tensor<B, 1>, SemanticDitError> {
+        self.training_loss_weighted(z_sem, text, None, rng)
+    }
+
+    /// [`Self::training_loss`] with per-token loss weights `[B, 1, T, H, W]` (the loss becomes
+    /// the weighted mean over tokens and channels; `None` = the plain mean). The random draws
+    /// are the same either way.
+    pub fn training_loss_weighted(
+        &self,
+        z_sem: Tensor<B, 5>,
+        text: SemanticText<B>,
+        weights: Option<Tensor<B, 5>>,
+        rng: &mut impl Rng,
+    ) -> Result<Tensor<B, 1>, SemanticDitError> {
         let device = z_sem.device();
         let dims = z_sem.dims();
         let b = dims[0];
@@ -282,7 +297,22 @@ impl<B: Backend> SemanticDit<B> {
         let keep = Tensor::<B, 1>::from_data(TensorData::new(keep, [b]), &device);
         let x_t = noisy_sample(z_sem.clone(), noise.clone(), sigma.clone());
         let v = self.forward(x_t, sigma * 1000.0, text.scaled(keep))?;
-        Ok((v - velocity_target(z_sem, noise)).square().mean())
+        let err = (v - velocity_target(z_sem, noise)).square();
+        Ok(match weights {
+            None => err.mean(),
+            Some(w) => {
+                let [wb, wc, wt, wh, ww] = w.dims();
+                if [wb, wc, wt, wh, ww] != [dims[0], 1, dims[2], dims[3], dims[4]] {
+                    return Err(SemanticDitError::Shape(format!(
+                        "loss weights {:?} do not match z_sem {:?} (expected [B, 1, T, H, W])",
+                        w.dims(),
+                        dims
+                    )));
+                }
+                let channels = dims[1] as f64;
+                (err * w.clone()).sum() / (w.sum() * channels)
+            }
+        })
     }
 }
 

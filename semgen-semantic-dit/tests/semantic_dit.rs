@@ -145,3 +145,47 @@ fn guided_sampling_is_deterministic() {
     };
     assert_eq!(run().into_data(), run().into_data());
 }
+
+#[test]
+fn weighted_loss_is_the_weighted_token_mean() {
+    // Uniform weights give the plain loss (same random draws); weights on one token give that
+    // token's error alone, which differs; weights of the wrong shape are a clear error.
+    let d = Default::default();
+    let m = SemanticDitConfig::tiny(8, 16).init::<B>(&d).unwrap();
+    let z = randn([2, 8, 2, 2, 2]);
+    let text = SemanticText::Shared(randn([2, 3, 16]));
+    let loss = |w: Option<Tensor<B, 5>>| {
+        m.training_loss_weighted(
+            z.clone(),
+            text.clone(),
+            w,
+            &mut rand::rngs::StdRng::seed_from_u64(9),
+        )
+    };
+    let plain = m
+        .training_loss(
+            z.clone(),
+            text.clone(),
+            &mut rand::rngs::StdRng::seed_from_u64(9),
+        )
+        .unwrap()
+        .into_scalar();
+    let uniform = loss(Some(Tensor::full([2, 1, 2, 2, 2], 3.0, &d)))
+        .unwrap()
+        .into_scalar();
+    assert!(
+        (plain - uniform).abs() <= 1e-6 * plain.abs(),
+        "{plain} vs {uniform}"
+    );
+    let mut one = vec![0.0f32; 16];
+    one[5] = 1.0;
+    let single = loss(Some(Tensor::from_data(
+        TensorData::new(one, [2, 1, 2, 2, 2]),
+        &d,
+    )))
+    .unwrap()
+    .into_scalar();
+    assert!((single - plain).abs() > 1e-4, "{single} vs {plain}");
+    let err = loss(Some(Tensor::ones([2, 8, 2, 2, 2], &d))).unwrap_err();
+    assert!(matches!(err, SemanticDitError::Shape(_)), "{err}");
+}

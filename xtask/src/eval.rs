@@ -38,8 +38,12 @@ pub struct EvalArgs {
     /// z_sem) or `vae` (the real clip encoded and decoded by the VAE: the ceiling).
     #[arg(long, default_value = "generated")]
     pub source: String,
+    /// Override both stages' sampling steps (`semantic_steps`, `refiner_steps` of model.json).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Override both stages' timestep shift (`shift` of model.json).
+    #[arg(long)]
+    pub shift: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Override the refiner's text guidance (`refiner_guidance` of model.json).
@@ -48,6 +52,9 @@ pub struct EvalArgs {
     /// Override the refiner's guidance on z_sem (`refiner_semantic_guidance` of model.json).
     #[arg(long)]
     pub semantic_guidance: Option<f64>,
+    /// Override stage 1's text guidance (`semantic_guidance` of model.json).
+    #[arg(long)]
+    pub stage1_guidance: Option<f64>,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Write per-clip reports (JSON lines) here.
@@ -71,6 +78,12 @@ impl BackendTask for Eval {
         }
         if let Some(g) = a.semantic_guidance {
             model.settings.refiner_semantic_guidance = g;
+        }
+        if let Some(g) = a.stage1_guidance {
+            model.settings.semantic_guidance = g;
+        }
+        if let Some(s) = a.shift {
+            model.settings.shift = s;
         }
         let split = match a.split.as_str() {
             "test" => Split::Test,
@@ -109,7 +122,7 @@ impl BackendTask for Eval {
             if let Some(d) = report.drift {
                 drifts.push(d);
             }
-            lines.push_str(&serde_json::json!({"index": i, "caption": clip.caption(), "hits": report.hits, "drift": report.drift}).to_string());
+            lines.push_str(&serde_json::json!({"index": i, "caption": clip.caption(), "hits": report.hits, "drift": report.drift, "segments": report.segments}).to_string());
             lines.push('\n');
         }
         let mean = HitRates::mean(&rates);
@@ -123,6 +136,9 @@ impl BackendTask for Eval {
             "segments": a.segments,
             "refiner_guidance": model.settings.refiner_guidance,
             "refiner_semantic_guidance": model.settings.refiner_semantic_guidance,
+            "stage1_guidance": model.settings.semantic_guidance,
+            "steps": a.steps.unwrap_or(model.settings.refiner_steps),
+            "shift": model.settings.shift,
             "hits": mean,
             "drift_first_minus_last_quarter": drift,
             "seconds": start.elapsed().as_secs_f64(),

@@ -240,3 +240,69 @@ fn a_fine_tune_starts_from_its_init_from_weights_and_refuses_another_architectur
     );
     refused(&bad, "object_weight must be a positive number");
 }
+
+/// A copy of `from`'s refiner and compression MLP into `to`, the MLP's log-variance outputs
+/// (the second half of `fc2.bias`) raised by `by`: the same posterior means, wider posteriors.
+fn widen_posterior(from: &Path, to: &Path, by: f32) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(
+        from.join("refiner.safetensors"),
+        to.join("refiner.safetensors"),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(from.join("compressor.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let entry = &header["fc2.bias"];
+    assert_eq!(entry["dtype"], "F32");
+    let begin = 8 + header_len + entry["data_offsets"][0].as_u64().unwrap() as usize;
+    let end = 8 + header_len + entry["data_offsets"][1].as_u64().unwrap() as usize;
+    let n = (end - begin) / 4; // 2·d_out: means, then log-variances
+    for i in n / 2..n {
+        let at = begin + 4 * i;
+        let v = f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) + by;
+        bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(to.join("compressor.safetensors"), bytes).unwrap();
+}
+
+#[test]
+fn posterior_noise_zero_trains_stage_2_on_the_posterior_mean() {
+    // Two frozen-MLP fine-tunes from MLPs with the same means and different variances: with
+    // posterior_noise = 0 stage 2 sees the means alone, so its weights come out bit-identical;
+    // with the default (the VAE-style sample) they differ.
+    let dir = tempfile::tempdir().unwrap();
+    ok(&train(dir.path(), "base", &config(2, 5e-4, 0, 0, "", "")));
+    let base = dir.path().join("base");
+    let wide = dir.path().join("wide");
+    widen_posterior(&base, &wide, 3.0);
+    let run = |name: &str, from: &Path, model: &str| {
+        ok(&train(
+            dir.path(),
+            name,
+            &config(
+                2,
+                5e-3,
+                0,
+                7,
+                &format!("init_from = \"{}\"", from.display()),
+                &format!("freeze_compressor = true\n{model}"),
+            ),
+        ));
+        weights(&dir.path().join(name).join("refiner.safetensors"))
+    };
+    let mean_base = run("mean-base", &base, "posterior_noise = 0.0");
+    let mean_wide = run("mean-wide", &wide, "posterior_noise = 0.0");
+    assert_eq!(max_diff(&mean_base, &mean_wide), 0.0);
+    let sample_base = run("sample-base", &base, "");
+    let sample_wide = run("sample-wide", &wide, "");
+    assert!(max_diff(&sample_base, &sample_wide) > 1e-6);
+    assert!(max_diff(&mean_base, &sample_base) > 1e-6);
+
+    let bad = train(
+        dir.path(),
+        "bad",
+        &config(2, 5e-4, 0, 0, "", "posterior_noise = -0.5"),
+    );
+    refused(&bad, "posterior_noise must be a number >= 0");
+}
