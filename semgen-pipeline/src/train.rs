@@ -313,6 +313,25 @@ pub fn latent_object_weights<B: Backend>(
     Tensor::from_data(TensorData::new(values, [plans.len(), 1, f, lh, lw]), device)
 }
 
+/// The plans of the pool's clips (training clips `0..pool`), for the object weightings.
+fn pool_plans(data: &DataConfig) -> Result<Vec<semgen_data::ClipPlan>, TrainError> {
+    let world = pool_world(data)?;
+    (0..data.pool as u64)
+        .map(|i| world.plan_clip(Split::Train, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TrainError::task)
+}
+
+/// Both stages' `object_weight` must be a positive number.
+fn check_object_weight(w: f64) -> Result<(), TrainError> {
+    if !(w.is_finite() && w > 0.0) {
+        return Err(TrainError::Config(format!(
+            "object_weight must be a positive number, got {w}"
+        )));
+    }
+    Ok(())
+}
+
 /// Per-token loss weights `[N, 1, t, gh, gw]` of stage 1 for clips with these plans: `weight`
 /// where some pixel of an object's box (true centre ± radius + 1.5 px, as for
 /// [`latent_object_weights`]) lies in the token's cell in one of the two frames its temporal
@@ -744,12 +763,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
         device: &B::Device,
     ) -> Result<(Self, RefinerPair<B>), TrainError> {
         config.train.validate()?;
-        let w = config.model.object_weight;
-        if !(w.is_finite() && w > 0.0) {
-            return Err(TrainError::Config(format!(
-                "object_weight must be a positive number, got {w}"
-            )));
-        }
+        check_object_weight(config.model.object_weight)?;
         let p = config.model.posterior_noise;
         if !(p.is_finite() && p >= 0.0) {
             return Err(TrainError::Config(format!(
@@ -835,11 +849,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
             }
         }
         let weights = if m.object_weight != 1.0 {
-            let world = pool_world(&config.data)?;
-            let plans = (0..config.data.pool as u64)
-                .map(|i| world.plan_clip(Split::Train, i))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(TrainError::task)?;
+            let plans = pool_plans(&config.data)?;
             Some(to_autodiff(latent_object_weights(
                 &plans,
                 m.object_weight,
@@ -993,19 +1003,11 @@ impl<B: AutodiffBackend> SemanticTask<B> {
     ) -> Result<(Self, SemanticDit<B>), TrainError> {
         config.train.validate()?;
         let ow = config.model.object_weight;
-        if !(ow.is_finite() && ow > 0.0) {
-            return Err(TrainError::Config(format!(
-                "object_weight must be a positive number, got {ow}"
-            )));
-        }
+        check_object_weight(ow)?;
         let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, false)?;
         let weights = if ow != 1.0 {
             let [_, _, t, h, w] = pool.features.dims();
-            let world = pool_world(&config.data)?;
-            let plans = (0..config.data.pool as u64)
-                .map(|i| world.plan_clip(Split::Train, i))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(TrainError::task)?;
+            let plans = pool_plans(&config.data)?;
             let grid = SemanticGrid {
                 t,
                 h,
