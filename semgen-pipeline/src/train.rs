@@ -1154,16 +1154,13 @@ mod tests {
         assert_eq!(back, dropped);
     }
 
-    #[test]
-    fn semantic_object_weights_are_the_pixel_object_boxes_of_each_tokens_sampled_frames() {
-        // Stage 1's grid for 17-frame clips sampled every 4th frame: token k sees frames 8k
-        // and 8k + 4 (the last token: frame 16 twice), each token a 16x16-pixel cell. The
-        // pixel map of the VAE's object weighting, max-pooled the slow way.
+    /// The first `count` training clips' plans of a 64×64 pool world with `frames` frames.
+    fn training_plans(world_seed: u64, count: usize, frames: usize) -> Vec<semgen_data::ClipPlan> {
         let data = DataConfig {
-            world_seed: 5,
-            pool: 4,
+            world_seed,
+            pool: count,
             batch: 1,
-            frames: 17,
+            frames,
             height: 64,
             width: 64,
             max_objects: 2,
@@ -1172,9 +1169,17 @@ mod tests {
             semantic_source: SemanticSource::Encoder,
         };
         let world = pool_world(&data).unwrap();
-        let plans: Vec<_> = (0..4)
+        (0..count as u64)
             .map(|i| world.plan_clip(Split::Train, i).unwrap())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn semantic_object_weights_are_the_pixel_object_boxes_of_each_tokens_sampled_frames() {
+        // Stage 1's grid for 17-frame clips sampled every 4th frame: token k sees frames 8k
+        // and 8k + 4 (the last token: frame 16 twice), each token a 16x16-pixel cell. The
+        // pixel map of the VAE's object weighting, max-pooled the slow way.
+        let plans = training_plans(5, 4, 17);
         let d = Default::default();
         let grid = SemanticGrid {
             t: 3,
@@ -1226,22 +1231,7 @@ mod tests {
     fn latent_object_weights_are_the_pixel_object_boxes_pooled_to_latent_cells() {
         // The pixel map of the VAE's object weighting, max-pooled over each latent cell's
         // frames (causal groups 0, 1..=4, 5..=8, …) and 8×8 pixels, computed the slow way.
-        let data = DataConfig {
-            world_seed: 3,
-            pool: 6,
-            batch: 1,
-            frames: 9,
-            height: 64,
-            width: 64,
-            max_objects: 2,
-            frame_stride: 4,
-            text_len: 8,
-            semantic_source: SemanticSource::Encoder,
-        };
-        let world = pool_world(&data).unwrap();
-        let plans: Vec<_> = (0..6)
-            .map(|i| world.plan_clip(Split::Train, i).unwrap())
-            .collect();
+        let plans = training_plans(3, 6, 9);
         let d = Default::default();
         let got = latent_object_weights::<B>(&plans, 4.0, 8, &d);
         assert_eq!(got.dims(), [6, 1, 3, 8, 8]);
