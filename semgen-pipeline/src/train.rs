@@ -1168,10 +1168,7 @@ mod tests {
             text_len: 8,
             semantic_source: SemanticSource::Encoder,
         };
-        let world = pool_world(&data).unwrap();
-        (0..count as u64)
-            .map(|i| world.plan_clip(Split::Train, i).unwrap())
-            .collect()
+        pool_plans(&data).unwrap()
     }
 
     #[test]
