@@ -1113,8 +1113,10 @@ mod tests {
     #[test]
     fn the_shipped_stage_configs_parse() {
         // configs/shapes-small/*.toml: every file a `train refiner|semantic` config, and the
-        // fine-tune phases carry the settings their comments describe.
+        // fine-tune phases carry the settings their comments describe; the baseline's phases
+        // (no semantic tokens) train exactly as the shipped stage 2's phases did.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shapes-small");
+        let refiner = |name: &str| read_toml::<RefinerTrainConfig>(&dir.join(name)).unwrap();
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -1127,13 +1129,23 @@ mod tests {
                 read_toml::<SemanticTrainConfig>(&path).unwrap();
             } else {
                 let c = read_toml::<RefinerTrainConfig>(&path).unwrap();
-                let tuned = name.starts_with("refiner-objects");
+                let tuned = name.contains("-objects");
                 assert_eq!(c.inputs.init_from.is_some(), tuned, "{name}");
                 assert_eq!(c.model.object_weight != 1.0, tuned, "{name}");
                 assert_eq!(c.model.freeze_compressor, name.contains("frozen"), "{name}");
+                assert_eq!(c.model.d_out == 0, name.starts_with("base"), "{name}");
+                let twin = match name.as_str() {
+                    "baseline.toml" => "refiner.toml",
+                    "baseline-objects.toml" => "refiner-objects.toml",
+                    "baseline-objects-2.toml" => "refiner-objects-frozen.toml",
+                    _ => continue,
+                };
+                let twin = refiner(twin);
+                assert_eq!((&c.data, &c.train), (&twin.data, &twin.train), "{name}");
+                assert_eq!(c.model.object_weight, twin.model.object_weight, "{name}");
             }
         }
-        assert_eq!(seen, 6, "configs in {}", dir.display());
+        assert_eq!(seen, 9, "configs in {}", dir.display());
     }
 
     #[test]
