@@ -4,9 +4,10 @@
 # semantic generator on the new z_sem, assembles checkpoints/shapes-small, fine-tunes the
 # assembled VAE's decoder (encoder frozen: the latents stage 2 learned stay the same), fine-tunes
 # stage 2 with the object cells weighted up and retrains stage 1 on its MLP, fine-tunes the decoder
-# once more (object pixels weighted 20x, fresh clips; session 15), and evaluates.
+# once more (object pixels weighted 20x, fresh clips; session 15), and evaluates; then trains and
+# evaluates the VAE-space baseline on the result (Base-CT-Swin with the same recipe; session 18).
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval)
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline)
 # The decoder step starts from checkpoints/shapes-small/vae.safetensors, so run it once per assembly;
 # the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from the
 # decoder step's VAE installed in checkpoints/shapes-small.
@@ -98,5 +99,14 @@ if step eval; then
   $x eval --checkpoint checkpoints/shapes-small --count 100 --out docs/results/pipeline-generated.jsonl > runs/eval-generated.log 2>&1
   $x eval --checkpoint checkpoints/shapes-small --count 100 --source real --out docs/results/pipeline-real.jsonl > runs/eval-real.log 2>&1
   $x eval --checkpoint checkpoints/shapes-small --count 100 --source swapped --out docs/results/pipeline-swapped.jsonl > runs/eval-swapped.log 2>&1
+fi
+if step baseline; then
+  # The baseline's three phases mirror refiner.toml, refiner-objects.toml and
+  # refiner-objects-frozen.toml on the shipped VAE and text encoder (docs/training.md).
+  for c in baseline baseline-objects baseline-objects-2; do
+    $x train refiner --config configs/shapes-small/$c.toml --out runs/$c > runs/$c.log 2>&1
+  done
+  scripts/assemble-model.sh checkpoints/shapes-small runs/baseline-objects-2 - runs/model-baseline
+  $x eval --checkpoint runs/model-baseline --count 100 --out docs/results/pipeline-baseline.jsonl > runs/eval-baseline.log 2>&1
 fi
 echo "retrained from $first"
