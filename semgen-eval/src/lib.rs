@@ -51,6 +51,6 @@ pub mod oracle;
 
 pub use metrics::{FrameFeatures, MetricError, MetricReport, MetricSuite};
 pub use oracle::{
-    evaluate, ClipReport, Drift, EvalError, HitRates, ObjectReport, Oracle, OracleConfig,
-    SegmentReport,
+    evaluate, ClipReport, Drift, EvalError, HitRates, MotionClass, MotionConfusion, ObjectReport,
+    Oracle, OracleConfig, SegmentReport,
 };

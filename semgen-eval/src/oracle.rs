@@ -18,7 +18,7 @@
 //! first to the last quarter of its segments.
 
 use semgen_data::shapes::coverage;
-use semgen_data::{Background, Colour, Motion, ScenePrompt, Shape, ShapesPrompt, Video};
+use semgen_data::{Background, Colour, Direction, Motion, ScenePrompt, Shape, ShapesPrompt, Video};
 use serde::{Deserialize, Serialize};
 
 /// Why a clip cannot be evaluated.
@@ -30,6 +30,8 @@ pub enum EvalError {
     NoObjects { segment: usize },
     #[error("{frames} frames cannot be split into {segments} segments of equal length (need 1 + {segments}·S frames)")]
     SegmentMismatch { frames: usize, segments: usize },
+    #[error("the report does not belong to the prompt: {report} segments/objects in the report, {prompt} in the prompt")]
+    ReportMismatch { report: String, prompt: String },
 }
 
 /// Thresholds of the oracle; the defaults are the spec's.
@@ -139,6 +141,182 @@ pub struct ClipReport {
     pub hits: HitRates,
     /// For prompts of two or more segments.
     pub drift: Option<Drift>,
+}
+
+/// A direction, "still" or "not tracked": one row or column of a [`MotionConfusion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MotionClass {
+    Still,
+    Right,
+    Left,
+    Up,
+    Down,
+    /// The blob was found in fewer than two frames, so it has no displacement.
+    Lost,
+}
+
+impl MotionClass {
+    /// Rows and columns of a [`MotionConfusion`], in order (`Lost` is a column only).
+    pub const ALL: [MotionClass; 6] = [
+        MotionClass::Still,
+        MotionClass::Right,
+        MotionClass::Left,
+        MotionClass::Up,
+        MotionClass::Down,
+        MotionClass::Lost,
+    ];
+
+    /// The class of a prompted motion (speed ignored).
+    pub fn prompted(motion: Motion) -> Self {
+        match motion {
+            Motion::Still => MotionClass::Still,
+            Motion::Moving(Direction::Right, _) => MotionClass::Right,
+            Motion::Moving(Direction::Left, _) => MotionClass::Left,
+            Motion::Moving(Direction::Up, _) => MotionClass::Up,
+            Motion::Moving(Direction::Down, _) => MotionClass::Down,
+        }
+    }
+
+    /// The class of a measured displacement: still under `still_tolerance` px (the oracle's
+    /// threshold for "staying still"), otherwise the dominant axis (ties go to the
+    /// horizontal one), image axes (up = towards row 0).
+    pub fn measured(displacement: Option<[f64; 2]>, still_tolerance: f64) -> Self {
+        match displacement {
+            None => MotionClass::Lost,
+            Some([dx, dy]) if (dx * dx + dy * dy).sqrt() < still_tolerance => MotionClass::Still,
+            Some([dx, dy]) if dx.abs() >= dy.abs() => {
+                if dx > 0.0 {
+                    MotionClass::Right
+                } else {
+                    MotionClass::Left
+                }
+            }
+            Some([_, dy]) => {
+                if dy > 0.0 {
+                    MotionClass::Down
+                } else {
+                    MotionClass::Up
+                }
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MotionClass::Still => "still",
+            MotionClass::Right => "right",
+            MotionClass::Left => "left",
+            MotionClass::Up => "up",
+            MotionClass::Down => "down",
+            MotionClass::Lost => "not tracked",
+        }
+    }
+}
+
+/// Prompted motion against measured motion, counted per object and segment over many clips.
+///
+/// The motion hit rate alone cannot tell a model that moves objects the wrong way from one
+/// that moves them too little; this can. A model that ignores the direction in its prompt
+/// spreads each moving row evenly over the four directions (direction agreement near 1/4),
+/// one that follows it concentrates the row on its diagonal.
+///
+/// ```
+/// use semgen_data::{ShapesWorld, Split, WorldConfig};
+/// use semgen_eval::oracle::MotionConfusion;
+///
+/// let world = ShapesWorld::new(WorldConfig::default())?;
+/// let mut confusion = MotionConfusion::default();
+/// for i in 0..4 {
+///     let clip = world.clip(Split::Test, i)?;
+///     let report = semgen_eval::evaluate(&clip.video, &clip.prompt())?;
+///     confusion.add(&clip.prompt(), &report)?;
+/// }
+/// assert_eq!(confusion.direction_agreement(), Some(1.0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MotionConfusion {
+    /// `counts[prompted][measured]`, rows the first five of [`MotionClass::ALL`] (nothing is
+    /// prompted as lost), columns all six.
+    pub counts: [[usize; 6]; 5],
+    /// The displacement under which a measured motion is "still" (the oracle's threshold).
+    pub still_tolerance: f64,
+}
+
+impl Default for MotionConfusion {
+    fn default() -> Self {
+        Self {
+            counts: [[0; 6]; 5],
+            still_tolerance: OracleConfig::default().still_tolerance,
+        }
+    }
+}
+
+impl MotionConfusion {
+    /// Counts every object of every segment of `report`, which must be the oracle's report on
+    /// `prompt` (the same segments, the same objects in order).
+    pub fn add(&mut self, prompt: &ShapesPrompt, report: &ClipReport) -> Result<(), EvalError> {
+        let shape = |counts: Vec<usize>| {
+            counts
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join("+")
+        };
+        let ours: Vec<usize> = report.segments.iter().map(|s| s.objects.len()).collect();
+        let theirs: Vec<usize> = prompt.segments.iter().map(|s| s.objects.len()).collect();
+        if ours != theirs {
+            return Err(EvalError::ReportMismatch {
+                report: shape(ours),
+                prompt: shape(theirs),
+            });
+        }
+        for (scene, segment) in prompt.segments.iter().zip(&report.segments) {
+            for (object, measured) in scene.objects.iter().zip(&segment.objects) {
+                let row = MotionClass::prompted(object.motion) as usize;
+                let col =
+                    MotionClass::measured(measured.displacement, self.still_tolerance) as usize;
+                self.counts[row][col] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Of the objects prompted as moving whose blob was tracked, the fraction measured moving
+    /// in the prompted direction (whatever the distance). `None` before any such object.
+    pub fn direction_agreement(&self) -> Option<f64> {
+        let (mut agree, mut total) = (0, 0);
+        for row in 1..5 {
+            agree += self.counts[row][row];
+            total += self.counts[row][..5].iter().sum::<usize>();
+        }
+        (total > 0).then(|| agree as f64 / total as f64)
+    }
+
+    /// Of the objects prompted as still whose blob was tracked, the fraction measured still.
+    pub fn still_agreement(&self) -> Option<f64> {
+        let total: usize = self.counts[0][..5].iter().sum();
+        (total > 0).then(|| self.counts[0][0] as f64 / total as f64)
+    }
+
+    /// The table in Markdown, rows prompted, columns measured.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("| prompted \\ measured |");
+        for c in MotionClass::ALL {
+            out.push_str(&format!(" {} |", c.name()));
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---|".repeat(6));
+        for (row, class) in MotionClass::ALL[..5].iter().enumerate() {
+            out.push_str(&format!("\n| {} |", class.name()));
+            for n in self.counts[row] {
+                out.push_str(&format!(" {n} |"));
+            }
+        }
+        out.push('\n');
+        out
+    }
 }
 
 /// Evaluates `video` against `prompt` with the spec's thresholds.

@@ -3,7 +3,7 @@
 use semgen_data::{
     Clip, Colour, Direction, Motion, ShapesPrompt, ShapesWorld, Speed, Split, WorldConfig,
 };
-use semgen_eval::{evaluate, HitRates};
+use semgen_eval::{evaluate, EvalError, HitRates, MotionClass, MotionConfusion};
 
 /// Clips per split: enough for a 0.98 rate to mean something, few enough to stay fast.
 const CLIPS: u64 = 120;
@@ -156,4 +156,109 @@ fn a_degraded_second_half_shows_drift() {
     let drift = report.drift.unwrap();
     assert!(drift.hits.colour >= 0.99, "{drift:?}");
     assert!(drift.sharpness > 0.9, "{drift:?}");
+}
+
+#[test]
+fn motion_confusion_is_diagonal_on_ground_truth_and_reversed_on_reversed_prompts() {
+    let clips = clips(Split::Test);
+    let mut right = MotionConfusion::default();
+    let mut reversed = MotionConfusion::default();
+    for c in &clips {
+        right
+            .add(&c.prompt(), &evaluate(&c.video, &c.prompt()).unwrap())
+            .unwrap();
+        let wrong = with_wrong_directions(c);
+        reversed
+            .add(&wrong, &evaluate(&c.video, &wrong).unwrap())
+            .unwrap();
+    }
+    let total: usize = right.counts.iter().flatten().sum();
+    let objects: usize = clips
+        .iter()
+        .map(|c| c.prompt().segments[0].objects.len())
+        .sum();
+    assert_eq!(total, objects);
+    for (row, counts) in right.counts.iter().enumerate() {
+        for (col, &n) in counts.iter().enumerate() {
+            assert!(row == col || n == 0, "off the diagonal: {right:?}");
+        }
+        assert!(
+            counts[row] > 0,
+            "every motion occurs in {CLIPS} clips: {right:?}"
+        );
+    }
+    assert_eq!(right.direction_agreement(), Some(1.0));
+    assert_eq!(right.still_agreement(), Some(1.0));
+    // Reversed directions are measured as their opposite; "still" objects prompted as moving
+    // right are measured still.
+    assert_eq!(reversed.direction_agreement(), Some(0.0));
+    assert_eq!(reversed.still_agreement(), None);
+    let (r, l) = (MotionClass::Right as usize, MotionClass::Left as usize);
+    assert_eq!(reversed.counts[r][l], right.counts[l][l]);
+    assert_eq!(
+        reversed.counts[r][MotionClass::Still as usize],
+        right.counts[0][0]
+    );
+    let table = right.markdown();
+    assert_eq!(table.lines().count(), 7, "{table}");
+    assert!(table.contains("| not tracked |"), "{table}");
+}
+
+#[test]
+fn motion_confusion_counts_lost_blobs_and_refuses_another_prompts_report() {
+    let world = world();
+    let clip = world.clip(Split::Test, 0).unwrap();
+    // A blank clip: no blob anywhere, every object is "not tracked".
+    let (t, h, w) = (clip.video.frames(), clip.video.height(), clip.video.width());
+    let blank = semgen_data::Video::new(t, h, w, vec![0; t * h * w * 3]).unwrap();
+    let report = evaluate(&blank, &clip.prompt()).unwrap();
+    let mut confusion = MotionConfusion::default();
+    confusion.add(&clip.prompt(), &report).unwrap();
+    let lost: usize = confusion
+        .counts
+        .iter()
+        .map(|row| row[MotionClass::Lost as usize])
+        .sum();
+    assert_eq!(lost, clip.prompt().segments[0].objects.len());
+    assert_eq!(confusion.direction_agreement(), None);
+    // A report of a prompt with another object count is refused, not miscounted.
+    let other = (1..50)
+        .map(|i| world.clip(Split::Test, i).unwrap())
+        .find(|c| c.prompt().segments[0].objects.len() != clip.prompt().segments[0].objects.len())
+        .unwrap();
+    let err = confusion.add(&other.prompt(), &report).unwrap_err();
+    assert!(matches!(err, EvalError::ReportMismatch { .. }), "{err}");
+    assert_eq!(
+        lost,
+        confusion.counts.iter().map(|row| row[5]).sum::<usize>()
+    );
+}
+
+#[test]
+fn measured_motion_classes_follow_image_axes() {
+    assert_eq!(MotionClass::measured(None, 1.5), MotionClass::Lost);
+    assert_eq!(
+        MotionClass::measured(Some([1.0, -1.0]), 1.5),
+        MotionClass::Still
+    );
+    assert_eq!(
+        MotionClass::measured(Some([3.0, 2.0]), 1.5),
+        MotionClass::Right
+    );
+    assert_eq!(
+        MotionClass::measured(Some([-3.0, 2.0]), 1.5),
+        MotionClass::Left
+    );
+    assert_eq!(
+        MotionClass::measured(Some([0.5, -4.0]), 1.5),
+        MotionClass::Up
+    );
+    assert_eq!(
+        MotionClass::measured(Some([0.5, 4.0]), 1.5),
+        MotionClass::Down
+    );
+    assert_eq!(
+        MotionClass::prompted(Motion::Moving(Direction::Up, Speed::Slowly)),
+        MotionClass::Up
+    );
 }

@@ -48,8 +48,10 @@ pub struct Inputs {
     /// A folder for feature-pool caches (see [`FeaturePool::cached`]); none = no cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_cache: Option<PathBuf>,
-    /// Refiner only: start from the refiner and compression MLP of this folder (a refiner run
-    /// or a model folder) instead of a fresh init: a fine-tune. Their stored architectures must
+    /// Start from the weights of this folder (a run or a model folder) instead of a fresh
+    /// init: a fine-tune. Refiner runs take its refiner and compression MLP, stage-1 runs its
+    /// `semantic_dit` (which then keeps the stored `z_sem` statistics, so the generator stays in
+    /// the space it learned, whatever pool it is fine-tuned on). The stored architectures must
     /// equal this run's (training-only settings such as `text_drop` may change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
@@ -1002,6 +1004,11 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         device: &B::Device,
     ) -> Result<(Self, SemanticDit<B>), TrainError> {
         config.train.validate()?;
+        if !config.inputs.init_compressor {
+            return Err(TrainError::Config(
+                "init_compressor applies to refiner runs only (stage 1 reads the MLP of [inputs] refiner)".into(),
+            ));
+        }
         let ow = config.model.object_weight;
         check_object_weight(ow)?;
         let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, false)?;
@@ -1023,7 +1030,7 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         let z = compress_mean(compressor, pool.features);
         let d_out = z.dims()[1];
         let (mean, std) = channel_stats(&z);
-        let dit_config = SemanticDitConfig::on_backbone(
+        let mut dit_config = SemanticDitConfig::on_backbone(
             config
                 .model
                 .size
@@ -1032,9 +1039,28 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         )
         .with_z_mean(mean)
         .with_z_std(std);
+        let init = config
+            .inputs
+            .init_from
+            .as_ref()
+            .map(|dir| dir.join(crate::model::SEMANTIC_FILE));
+        if let Some(path) = &init {
+            // A fine-tune continues in the stored generator's space: its statistics, not this
+            // pool's (they differ a little from pool to pool, and the weights were fitted to them).
+            let stored: SemanticDitConfig =
+                crate::model::stored_config(path, "semantic_dit").map_err(TrainError::task)?;
+            dit_config.z_mean = stored.z_mean;
+            dit_config.z_std = stored.z_std;
+        }
         let z = dit_config.to_model_space(z);
         B::seed(device, config.train.seed);
-        let model = dit_config.init::<B>(device).map_err(TrainError::task)?;
+        let mut model = dit_config.init::<B>(device).map_err(TrainError::task)?;
+        if let Some(path) = &init {
+            model = init_from(model, &dit_config, path, "semantic_dit", |stored, run| {
+                stored.text_drop = run.text_drop;
+                stored.timesteps = run.timesteps.clone();
+            })?;
+        }
         Ok((
             Self {
                 config,
@@ -1047,7 +1073,7 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         ))
     }
 
-    /// Per-channel std of the pooled `z_sem` before normalisation.
+    /// Per-channel std of `z_sem` that the generator normalises by (the pool's, or `init_from`'s).
     pub fn z_std(&self) -> Vec<f32> {
         self.dit_config.z_std.clone()
     }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use burn::prelude::*;
 use semgen_core::device::DeviceSpec;
 use semgen_data::{ShapesWorld, Split, WorldConfig};
-use semgen_eval::oracle::HitRates;
+use semgen_eval::oracle::{ClipReport, HitRates, MotionConfusion};
 use semgen_pipeline::backend::{dispatch, BackendTask};
 use semgen_pipeline::model::SemgenModel;
 use semgen_pipeline::pipeline::GenerateRequest;
@@ -94,6 +94,7 @@ impl BackendTask for Eval {
         let start = std::time::Instant::now();
         let mut rates = Vec::new();
         let mut drifts = Vec::new();
+        let mut confusion = MotionConfusion::default();
         let mut lines = String::new();
         for i in 0..a.count {
             let (clip, video) = sample_test_clip(
@@ -118,6 +119,7 @@ impl BackendTask for Eval {
                 }
             }
             let report = semgen_eval::evaluate(&video, &prompt)?;
+            confusion.add(&prompt, &report)?;
             rates.push(report.hits);
             if let Some(d) = report.drift {
                 drifts.push(d);
@@ -141,9 +143,16 @@ impl BackendTask for Eval {
             "shift": model.settings.shift,
             "hits": mean,
             "drift_first_minus_last_quarter": drift,
+            "direction_agreement": confusion.direction_agreement(),
+            "still_agreement": confusion.still_agreement(),
+            "motion_confusion": confusion,
             "seconds": start.elapsed().as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
+        eprintln!(
+            "motion, prompted (rows) against measured (columns):\n{}",
+            confusion.markdown()
+        );
         if let Some(out) = &a.out {
             lines.push_str(&summary.to_string());
             lines.push('\n');
@@ -478,4 +487,47 @@ impl BackendTask for SemanticProbe {
 pub fn run_semantic_probe(args: SemanticProbeArgs) -> Result<()> {
     let device = args.device;
     dispatch(device, SemanticProbe(args))?
+}
+
+/// `xtask motion REPORTS.jsonl…`: the motion confusion of per-clip reports that `xtask eval --out`
+/// wrote (each line's `caption` and `segments`; the summary line is skipped), so that reports
+/// written before the confusion was part of the summary can be read again.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MotionArgs {
+    /// Per-clip report files (JSON lines).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+}
+
+pub fn motion(a: MotionArgs) -> Result<()> {
+    for path in &a.reports {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut confusion = MotionConfusion::default();
+        let mut clips = 0;
+        for (n, line) in text.lines().enumerate() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
+            let Some(caption) = value.get("caption").and_then(|c| c.as_str()) else {
+                continue; // the summary line
+            };
+            let prompt = semgen_data::ShapesPrompt::parse(caption)
+                .with_context(|| format!("{}:{}: caption", path.display(), n + 1))?;
+            let report: ClipReport = serde_json::from_value(value.clone())
+                .with_context(|| format!("{}:{}: not an oracle report", path.display(), n + 1))?;
+            confusion
+                .add(&prompt, &report)
+                .with_context(|| format!("{}:{}", path.display(), n + 1))?;
+            clips += 1;
+        }
+        let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", v));
+        println!(
+            "{}: {clips} clips, direction agreement {}, still agreement {}\n{}",
+            path.display(),
+            pct(confusion.direction_agreement()),
+            pct(confusion.still_agreement()),
+            confusion.markdown()
+        );
+    }
+    Ok(())
 }

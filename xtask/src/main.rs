@@ -49,6 +49,8 @@ enum Command {
     Data(data::DataArgs),
     /// Oracle hit rates of a model's generated clips on held-out prompts.
     Eval(eval::EvalArgs),
+    /// Prompted against measured motion (direction confusion) of per-clip reports from `eval --out`.
+    Motion(eval::MotionArgs),
     /// Reconstruction PSNR of a VAE checkpoint on Shapes validation clips.
     EvalVae(eval::VaeEvalArgs),
     /// Linear probes of a trained semantic encoder on one-object (or training-like) clips.
@@ -83,6 +85,7 @@ fn main() {
         Command::Bench { what } => bench::run(what),
         Command::Data(args) => data::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Motion(args) => eval::motion(args),
         Command::EvalVae(args) => eval::run_vae(args),
         Command::Experiment(args) => experiment::run(args),
         Command::ProbeEncoder(args) => encoder::probe(args),

@@ -89,10 +89,6 @@ impl AutodiffTask for Job {
             }
             Which::Semantic => {
                 let config: SemanticTrainConfig = read_toml(&args.config)?;
-                anyhow::ensure!(
-                    config.inputs.init_from.is_none(),
-                    "[inputs] init_from is for refiner runs only"
-                );
                 std::fs::write(args.out.join("config.toml"), toml::to_string(&config)?)?;
                 let frozen =
                     Frozen::<B::InnerBackend>::load(&config.inputs, config.data.text_len, &device)?;
@@ -108,7 +104,15 @@ impl AutodiffTask for Job {
                 println!("encoding the feature pool ({} clips)…", config.data.pool);
                 let (task, model) =
                     SemanticTask::<B>::new(config.clone(), &frozen, &compressor, &device)?;
-                println!("z_sem per-channel std on the pool: {:?}", task.z_std());
+                println!(
+                    "z_sem per-channel std of the generator's space ({}): {:?}",
+                    if config.inputs.init_from.is_some() {
+                        "init_from's"
+                    } else {
+                        "measured on the pool"
+                    },
+                    task.z_std()
+                );
                 let mut trainer = Trainer::new(model, config.train.clone())?;
                 if args.resume {
                     trainer.resume(&task, &args.out, &device)?;

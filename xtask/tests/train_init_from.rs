@@ -3,7 +3,8 @@
 //! encoders (a 2-clip pool of 5-frame 32x32 clips): the fine-tune starts from the given weights,
 //! not from its own seed's init, can keep the compression MLP frozen or start it fresh
 //! (`init_compressor = false`) and change training-only settings, and a folder holding another
-//! architecture is refused even when every tensor has the same shape.
+//! architecture is refused even when every tensor has the same shape. Stage 1 fine-tunes the
+//! same way (`train semantic`, keeping the stored generator's `z_sem` statistics).
 
 use semgen_core::checkpoint::parse_safetensors;
 use std::path::{Path, PathBuf};
@@ -305,4 +306,137 @@ fn posterior_noise_zero_trains_stage_2_on_the_posterior_mean() {
         &config(2, 5e-4, 0, 0, "", "posterior_noise = -0.5"),
     );
     refused(&bad, "posterior_noise must be a number >= 0");
+}
+
+/// A tiny stage-1 config over the refiner run `refiner`; `inputs` is added to `[inputs]`.
+fn semantic_config(
+    refiner: &Path,
+    heads: usize,
+    lr: f64,
+    seed: u64,
+    world_seed: u64,
+    inputs: &str,
+) -> String {
+    let s = shipped();
+    format!(
+        r#"[inputs]
+vae = "{vae}"
+encoder = "{enc}"
+refiner = "{refiner}"
+{inputs}
+
+[model]
+heads = {heads}
+head_dim = {head_dim}
+layers = 1
+ffn = 32
+
+[data]
+world_seed = {world_seed}
+pool = 2
+batch = 2
+frames = 5
+height = 32
+width = 32
+max_objects = 1
+frame_stride = 4
+text_len = 32
+
+[train]
+steps = 1
+lr = {lr}
+warmup = 1000
+checkpoint_every = 1
+log_every = 1
+seed = {seed}
+"#,
+        vae = s.join("vae.safetensors").display(),
+        enc = s.display(),
+        refiner = refiner.display(),
+        head_dim = 32 / heads,
+    )
+}
+
+fn train_semantic(dir: &Path, name: &str, toml: &str) -> Output {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, toml).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "semantic", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.join(name))
+        .output()
+        .unwrap()
+}
+
+/// The `semgen.config` metadata of a checkpoint.
+fn stored_config(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    serde_json::from_str(header["__metadata__"]["semgen.config"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn a_stage_1_fine_tune_starts_from_its_init_from_weights_in_their_z_space() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&train(
+        dir.path(),
+        "refiner",
+        &config(2, 5e-4, 0, 0, "", ""),
+    ));
+    let refiner = dir.path().join("refiner");
+    ok(&train_semantic(
+        dir.path(),
+        "base",
+        &semantic_config(&refiner, 2, 5e-4, 0, 0, ""),
+    ));
+    let base = dir.path().join("base/semantic_dit.safetensors");
+
+    // One step at a learning rate of ~1e-12, with another seed, on another world's pool: the
+    // weights and the z_sem statistics stay the base run's (the new pool's statistics differ).
+    let from = format!("init_from = \"{}\"", dir.path().join("base").display());
+    let tuned = ok(&train_semantic(
+        dir.path(),
+        "tuned",
+        &semantic_config(&refiner, 2, 1e-9, 7, 1, &from),
+    ));
+    assert!(tuned.contains("semantic_dit initialised from"), "{tuned}");
+    let tuned_file = dir.path().join("tuned/semantic_dit.safetensors");
+    assert!(max_diff(&weights(&base), &weights(&tuned_file)) < 1e-6);
+    assert_eq!(stored_config(&base), stored_config(&tuned_file));
+    // Without init_from the same run is its own seed's init in its own pool's space.
+    ok(&train_semantic(
+        dir.path(),
+        "fresh",
+        &semantic_config(&refiner, 2, 1e-9, 7, 1, ""),
+    ));
+    let fresh = dir.path().join("fresh/semantic_dit.safetensors");
+    assert!(max_diff(&weights(&base), &weights(&fresh)) > 1e-2);
+    assert_ne!(
+        stored_config(&base)["z_mean"],
+        stored_config(&fresh)["z_mean"]
+    );
+
+    // Another architecture with tensors of the same shapes is refused by name, and so is a
+    // setting that only means something for stage 2.
+    let other = train_semantic(
+        dir.path(),
+        "other",
+        &semantic_config(&refiner, 4, 5e-4, 7, 0, &from),
+    );
+    refused(&other, "another config");
+    let mlp = train_semantic(
+        dir.path(),
+        "mlp",
+        &semantic_config(
+            &refiner,
+            2,
+            5e-4,
+            7,
+            0,
+            &format!("{from}\ninit_compressor = false"),
+        ),
+    );
+    refused(&mlp, "init_compressor applies to refiner runs only");
 }
