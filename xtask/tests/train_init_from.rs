@@ -60,16 +60,21 @@ seed = {seed}
     )
 }
 
-fn train(dir: &Path, name: &str, toml: &str) -> Output {
+/// `xtask train STAGE` on `toml`, written to `dir/name.toml`, into `dir/name`.
+fn train_stage(stage: &str, dir: &Path, name: &str, toml: &str) -> Output {
     let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(&cfg, toml).unwrap();
     Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "refiner", "--quiet", "--config"])
+        .args(["train", stage, "--quiet", "--config"])
         .arg(&cfg)
         .arg("--out")
         .arg(dir.join(name))
         .output()
         .unwrap()
+}
+
+fn train(dir: &Path, name: &str, toml: &str) -> Output {
+    train_stage("refiner", dir, name, toml)
 }
 
 fn ok(out: &Output) -> String {
@@ -358,15 +363,7 @@ seed = {seed}
 }
 
 fn train_semantic(dir: &Path, name: &str, toml: &str) -> Output {
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(&cfg, toml).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["train", "semantic", "--quiet", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(dir.join(name))
-        .output()
-        .unwrap()
+    train_stage("semantic", dir, name, toml)
 }
 
 /// The `semgen.config` metadata of a checkpoint.
