@@ -513,7 +513,7 @@ pub fn motion(a: MotionArgs) -> Result<()> {
             };
             let prompt = semgen_data::ShapesPrompt::parse(caption)
                 .with_context(|| format!("{}:{}: caption", path.display(), n + 1))?;
-            let report: ClipReport = serde_json::from_value(value.clone())
+            let report: ClipReport = serde_json::from_value(value)
                 .with_context(|| format!("{}:{}: not an oracle report", path.display(), n + 1))?;
             confusion
                 .add(&prompt, &report)

@@ -6,7 +6,7 @@
 //! architecture is refused even when every tensor has the same shape. Stage 1 fine-tunes the
 //! same way (`train semantic`, keeping the stored generator's `z_sem` statistics).
 
-use semgen_core::checkpoint::parse_safetensors;
+use semgen_core::checkpoint::{parse_safetensors, read_meta};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -34,8 +34,21 @@ kl_weight = 0.001
 sem_noise_max = 0.3
 {model}
 
-[data]
-world_seed = 0
+{tables}"#,
+        vae = s.join("vae.safetensors").display(),
+        enc = s.display(),
+        // Width 32 either way: 2 x 16 or 4 x 8 heads give tensors of the same shapes.
+        head_dim = 32 / heads,
+        tables = data_and_train(0, lr, warmup, seed),
+    )
+}
+
+/// The `[data]` (a 2-clip pool of 5-frame 32x32 clips of `world_seed`) and `[train]` (one
+/// step) tables both stages' configs share.
+fn data_and_train(world_seed: u64, lr: f64, warmup: u64, seed: u64) -> String {
+    format!(
+        r#"[data]
+world_seed = {world_seed}
 pool = 2
 batch = 2
 frames = 5
@@ -52,11 +65,7 @@ warmup = {warmup}
 checkpoint_every = 1
 log_every = 1
 seed = {seed}
-"#,
-        vae = s.join("vae.safetensors").display(),
-        enc = s.display(),
-        // Width 32 either way: 2 x 16 or 4 x 8 heads give tensors of the same shapes.
-        head_dim = 32 / heads,
+"#
     )
 }
 
@@ -336,29 +345,12 @@ head_dim = {head_dim}
 layers = 1
 ffn = 32
 
-[data]
-world_seed = {world_seed}
-pool = 2
-batch = 2
-frames = 5
-height = 32
-width = 32
-max_objects = 1
-frame_stride = 4
-text_len = 32
-
-[train]
-steps = 1
-lr = {lr}
-warmup = 1000
-checkpoint_every = 1
-log_every = 1
-seed = {seed}
-"#,
+{tables}"#,
         vae = s.join("vae.safetensors").display(),
         enc = s.display(),
         refiner = refiner.display(),
         head_dim = 32 / heads,
+        tables = data_and_train(world_seed, lr, 1000, seed),
     )
 }
 
@@ -366,12 +358,9 @@ fn train_semantic(dir: &Path, name: &str, toml: &str) -> Output {
     train_stage("semantic", dir, name, toml)
 }
 
-/// The `semgen.config` metadata of a checkpoint.
+/// The config stored in a checkpoint's semgen metadata.
 fn stored_config(path: &Path) -> serde_json::Value {
-    let bytes = std::fs::read(path).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    serde_json::from_str(header["__metadata__"]["semgen.config"].as_str().unwrap()).unwrap()
+    read_meta(path).unwrap().config
 }
 
 #[test]
