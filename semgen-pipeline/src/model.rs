@@ -87,6 +87,11 @@ pub struct ModelSettings {
     /// it existed read as 1.
     #[serde(default = "one")]
     pub refiner_semantic_guidance: f64,
+    /// The text the refiner reads in a story: the first segment's caption for every token
+    /// (`first`, what files written before session 20 mean) or each segment's own caption for
+    /// the tokens of its span (`segments`).
+    #[serde(default, skip_serializing_if = "StoryText::is_first")]
+    pub refiner_story_text: StoryText,
     pub shift: f64,
     /// Training steps of each component, for `semgen info`.
     #[serde(default)]
@@ -100,6 +105,23 @@ pub struct ModelSettings {
         skip_serializing_if = "crate::train::SemanticSource::is_encoder"
     )]
     pub semantic_source: crate::train::SemanticSource,
+}
+
+/// Which caption(s) the refiner reads in a story (see [`ModelSettings::refiner_story_text`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoryText {
+    /// The first segment's caption for the whole story.
+    #[default]
+    First,
+    /// Each segment's caption for the tokens of its span (per-segment cross-attention).
+    Segments,
+}
+
+impl StoryText {
+    pub fn is_first(&self) -> bool {
+        *self == Self::First
+    }
 }
 
 /// `1.0`, the serde default of the guidance and loss-weight settings that mean "off" at 1.
@@ -122,6 +144,7 @@ impl ModelSettings {
             refiner_steps: 20,
             refiner_guidance: 4.0,
             refiner_semantic_guidance: 1.0,
+            refiner_story_text: StoryText::First,
             shift: 3.0,
             provenance: serde_json::Value::Null,
             semantic_source: Default::default(),

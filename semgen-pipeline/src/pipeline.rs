@@ -6,9 +6,10 @@
 //! code path. Long clips ("stories") take one caption per segment: stage 1 attends each
 //! segment's tokens to that segment's caption (per-segment cross-attention); the refiner's text
 //! is the first caption (objects and background, which stay the same), and each segment's motion
-//! reaches it through the semantic plan.
+//! reaches it through the semantic plan, unless `refiner_story_text = "segments"`
+//! ([`crate::model::StoryText`]) gives each span of the refiner its own segment's caption too.
 
-use crate::model::{ModelError, SemgenModel};
+use crate::model::{ModelError, SemgenModel, StoryText};
 use burn::prelude::*;
 use rand::SeedableRng;
 use semgen_core::sampling::{sample, Control, SamplerConfig, SamplerKind, StepInfo};
@@ -93,6 +94,10 @@ pub struct GenerateRequest {
     /// read as 1.
     #[serde(default = "crate::model::one")]
     pub refiner_semantic_guidance: f64,
+    /// The refiner's text in a story (one caption: no difference); requests saved before it
+    /// existed read as `first`.
+    #[serde(default)]
+    pub refiner_story_text: crate::model::StoryText,
 }
 
 impl GenerateRequest {
@@ -122,6 +127,7 @@ impl GenerateRequest {
                 shift: s.shift,
             },
             refiner_semantic_guidance: s.refiner_semantic_guidance,
+            refiner_story_text: s.refiner_story_text,
         }
     }
 }
@@ -312,17 +318,27 @@ impl<B: Backend> SemgenModel<B> {
         let layout = self
             .refiner
             .layout([f, h, w], z_sem.as_ref().map(|_| sem_grid), &device)?;
-        let text = self.encode_text(&req.segments[..1])?;
-        let den = RefinerDenoiser::new(
-            &self.refiner,
-            &layout,
-            text,
-            z_sem,
-            RefinerGuidance {
-                text: req.refiner.guidance,
-                semantic: req.refiner_semantic_guidance,
-            },
-        );
+        let guidance = RefinerGuidance {
+            text: req.refiner.guidance,
+            semantic: req.refiner_semantic_guidance,
+        };
+        let den = if req.segments.len() > 1 && req.refiner_story_text == StoryText::Segments {
+            let hidden = self.encode_text(&req.segments)?;
+            let [s, l, d] = hidden.dims();
+            // Latent frames per segment: the VAE compresses time by 4.
+            let per_segment = (self.settings.segment_frames / 4).max(1);
+            RefinerDenoiser::segmented(
+                &self.refiner,
+                &layout,
+                hidden.reshape([1, s, l, d]),
+                per_segment,
+                z_sem,
+                guidance,
+            )
+        } else {
+            let text = self.encode_text(&req.segments[..1])?;
+            RefinerDenoiser::new(&self.refiner, &layout, text, z_sem, guidance)
+        };
         let z = self.vae.config.z_dim;
         let mut rng = rand::rngs::StdRng::seed_from_u64(req.seed.wrapping_add(1));
         let noise = host_normal::<B, 5>([1, z, f, h, w], &mut rng, &device);

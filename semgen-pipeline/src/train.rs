@@ -227,6 +227,65 @@ pub struct SemanticTrainConfig {
     pub model: SemanticModel,
     pub data: DataConfig,
     pub train: OptimConfig,
+    /// Whole stories mixed into training, one `[[stories]]` table per story length (none =
+    /// single clips only, as before session 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stories: Vec<StoryData>,
+}
+
+/// A `[[stories]]` table of the stage-1 config: a pool of multi-segment stories of the same world
+/// (training split, `[data]`'s size and frame stride), each with one prompt per segment, so
+/// the generator trains on what `semgen generate --prompt-file` asks of it: a whole story's
+/// semantic sequence in one full-attention pass, each segment's tokens cross-attending to
+/// their own caption. Trained on single clips alone it has only seen 3-frame grids and one
+/// shared prompt, and its story plans follow each segment's motion no better than chance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoryData {
+    /// Stories in the pool (training stories `0..count` of the world).
+    pub count: usize,
+    /// Segments per story (at least 2; `1 + segments · 16` frames with the default world).
+    pub segments: usize,
+    /// Stories per story batch.
+    pub batch: usize,
+    /// Probability that a step trains on a batch of these stories instead of a clip batch, in
+    /// (0, 1]; the fractions of all tables sum to at most 1 (the rest are clip steps).
+    pub fraction: f64,
+}
+
+impl StoryData {
+    fn validate_all(tables: &[StoryData]) -> Result<(), TrainError> {
+        for t in tables {
+            t.validate()?;
+        }
+        let total: f64 = tables.iter().map(|t| t.fraction).sum();
+        if total > 1.0 + 1e-9 {
+            return Err(TrainError::Config(format!(
+                "[[stories]] fractions sum to {total}, more than 1"
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(format!("[stories] {m}")));
+        if self.count == 0 || self.batch == 0 {
+            return bad(format!(
+                "count and batch must be at least 1, got {} and {}",
+                self.count, self.batch
+            ));
+        }
+        if self.segments < 2 {
+            return bad(format!(
+                "segments must be at least 2 (one segment is a clip), got {}",
+                self.segments
+            ));
+        }
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
+            return bad(format!("fraction must be in (0, 1], got {}", self.fraction));
+        }
+        Ok(())
+    }
 }
 
 /// Reads a TOML training config.
@@ -315,11 +374,21 @@ pub fn latent_object_weights<B: Backend>(
     Tensor::from_data(TensorData::new(values, [plans.len(), 1, f, lh, lw]), device)
 }
 
-/// The plans of the pool's clips (training clips `0..pool`), for the object weightings.
-fn pool_plans(data: &DataConfig) -> Result<Vec<semgen_data::ClipPlan>, TrainError> {
+/// The plans of the pool's clips (training clips `0..pool`; stories of `segments` when > 1),
+/// for the object weightings.
+fn pool_plans(
+    data: &DataConfig,
+    segments: usize,
+) -> Result<Vec<semgen_data::ClipPlan>, TrainError> {
     let world = pool_world(data)?;
     (0..data.pool as u64)
-        .map(|i| world.plan_clip(Split::Train, i))
+        .map(|i| {
+            if segments > 1 {
+                world.plan_story(Split::Train, i, segments)
+            } else {
+                world.plan_clip(Split::Train, i)
+            }
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(TrainError::task)
 }
@@ -377,9 +446,12 @@ pub struct FeaturePool<B: Backend> {
     pub latents: Option<Tensor<B, 5>>,
     /// Uncompressed semantic features `[N, d, t, h, w]`.
     pub features: Tensor<B, 5>,
-    /// Text features `[N, text_len, d_text]`.
+    /// Text features `[N·S, text_len, d_text]`: item `i`'s `S` prompts are rows `i·S .. (i+1)·S`.
     pub text: Tensor<B, 3>,
+    /// One caption per item (a story's segment captions joined by `"; "`).
     pub captions: Vec<String>,
+    /// Prompts per item `S`: 1 for clips, the segment count for a pool of stories.
+    pub segments: usize,
 }
 
 impl<B: Backend> FeaturePool<B> {
@@ -390,15 +462,39 @@ impl<B: Backend> FeaturePool<B> {
         split: Split,
         with_latents: bool,
     ) -> Result<Self, TrainError> {
+        Self::build_items(frozen, data, split, with_latents, 1)
+    }
+
+    /// Clips (`segments` = 1) or stories of `segments` segments (`0..data.pool` of the split).
+    fn build_items(
+        frozen: &Frozen<B>,
+        data: &DataConfig,
+        split: Split,
+        with_latents: bool,
+        segments: usize,
+    ) -> Result<Self, TrainError> {
         let world = pool_world(data)?;
         let device = frozen.vae.quant_conv.weight.device();
         let from_vae = data.semantic_source == SemanticSource::Vae;
+        if segments > 1 && (from_vae || with_latents) {
+            // vae_semantic_grid and the refiner's latents are laid out for clips.
+            return Err(TrainError::Config(
+                "story pools hold encoder features only (stage 1; semantic_source = encoder)"
+                    .into(),
+            ));
+        }
         let (mut lat, mut feat, mut txt, mut captions) = (vec![], vec![], vec![], vec![]);
         let chunk = 16;
         for first in (0..data.pool).step_by(chunk) {
             let n = chunk.min(data.pool - first);
             let clips = (first..first + n)
-                .map(|i| world.clip(split, i as u64))
+                .map(|i| {
+                    if segments > 1 {
+                        world.story(split, i as u64, segments)
+                    } else {
+                        world.clip(split, i as u64)
+                    }
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(TrainError::task)?;
             let videos: Vec<_> = clips.iter().map(|c| c.video.clone()).collect();
@@ -416,10 +512,13 @@ impl<B: Backend> FeaturePool<B> {
                         .features,
                 );
             }
-            let caps: Vec<String> = clips.iter().map(|c| c.caption()).collect();
-            let refs: Vec<&str> = caps.iter().map(String::as_str).collect();
+            let prompts: Vec<String> = clips
+                .iter()
+                .flat_map(|c| c.prompt().segment_captions())
+                .collect();
+            let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
             txt.push(frozen.text.encode(&refs).map_err(TrainError::task)?.hidden);
-            captions.extend(caps);
+            captions.extend(clips.iter().map(|c| c.caption()));
         }
         let latents = (!lat.is_empty()).then(|| Tensor::cat(lat, 0));
         let features = match (&latents, from_vae) {
@@ -450,6 +549,7 @@ impl<B: Backend> FeaturePool<B> {
             features,
             text: Tensor::cat(txt, 0),
             captions,
+            segments,
         })
     }
 
@@ -467,15 +567,39 @@ impl<B: Backend> FeaturePool<B> {
         split: Split,
         with_latents: bool,
     ) -> Result<Self, TrainError> {
+        Self::cached_items(frozen, inputs, data, split, with_latents, 1)
+    }
+
+    /// Stories `0..data.pool` of `segments` segments through the frozen semantic and text
+    /// encoders (no latents), cached as [`FeaturePool::cached`] does (the key also names the
+    /// segment count; `text` holds each story's `segments` prompts, in order).
+    pub fn cached_stories(
+        frozen: &Frozen<B>,
+        inputs: &Inputs,
+        data: &DataConfig,
+        split: Split,
+        segments: usize,
+    ) -> Result<Self, TrainError> {
+        Self::cached_items(frozen, inputs, data, split, false, segments)
+    }
+
+    fn cached_items(
+        frozen: &Frozen<B>,
+        inputs: &Inputs,
+        data: &DataConfig,
+        split: Split,
+        with_latents: bool,
+        segments: usize,
+    ) -> Result<Self, TrainError> {
         let Some(dir) = &inputs.pool_cache else {
-            return Self::build(frozen, data, split, with_latents);
+            return Self::build_items(frozen, data, split, with_latents, segments);
         };
         let path = dir.join(format!(
             "pool-{}.safetensors",
-            pool_key(inputs, data, split)?
+            pool_key(inputs, data, split, segments)?
         ));
         let device = frozen.vae.quant_conv.weight.device();
-        if let Some(pool) = Self::read(&path, &device) {
+        if let Some(pool) = Self::read(&path, segments, &device) {
             if pool.latents.is_some() || !with_latents {
                 println!("feature pool from {}", path.display());
                 return Ok(Self {
@@ -484,7 +608,7 @@ impl<B: Backend> FeaturePool<B> {
                 });
             }
         }
-        let pool = Self::build(frozen, data, split, with_latents)?;
+        let pool = Self::build_items(frozen, data, split, with_latents, segments)?;
         pool.write(&path)?;
         Ok(pool)
     }
@@ -534,8 +658,9 @@ impl<B: Backend> FeaturePool<B> {
         write_atomic(path, &bytes).map_err(|e| io(e.to_string()))
     }
 
-    /// The pool in a cache file; `None` when it is absent or unreadable (then it is rebuilt).
-    fn read(path: &Path, device: &B::Device) -> Option<Self> {
+    /// The pool in a cache file, `segments` prompts per item; `None` when it is absent,
+    /// unreadable or of another shape (then it is rebuilt).
+    fn read(path: &Path, segments: usize, device: &B::Device) -> Option<Self> {
         let bytes = std::fs::read(path).ok()?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
         let captions: Vec<String> =
@@ -563,11 +688,12 @@ impl<B: Backend> FeaturePool<B> {
         let features = get::<B, 5>(&st, "features", device)?;
         let text = get::<B, 3>(&st, "text", device)?;
         let n = captions.len();
-        (features.dims()[0] == n && text.dims()[0] == n).then_some(Self {
+        (features.dims()[0] == n && text.dims()[0] == n * segments).then_some(Self {
             latents: get::<B, 5>(&st, "latents", device).filter(|l| l.dims()[0] == n),
             features,
             text,
             captions,
+            segments,
         })
     }
 
@@ -592,8 +718,14 @@ pub fn channel_stats<B: Backend>(latents: &Tensor<B, 5>) -> (Vec<f32>, Vec<f32>)
 }
 
 /// The cache key of a pool: SHA-256 over the frozen checkpoints' bytes, the data config (less
-/// the batch size, which does not change the pool) and the split; 16 hex digits.
-fn pool_key(inputs: &Inputs, data: &DataConfig, split: Split) -> Result<String, TrainError> {
+/// the batch size, which does not change the pool), the split and, for stories, the segment
+/// count; 16 hex digits.
+fn pool_key(
+    inputs: &Inputs,
+    data: &DataConfig,
+    split: Split,
+    segments: usize,
+) -> Result<String, TrainError> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for file in [
@@ -613,6 +745,10 @@ fn pool_key(inputs: &Inputs, data: &DataConfig, split: Split) -> Result<String, 
     };
     h.update(serde_json::to_string(&data).unwrap_or_default());
     h.update(format!("{split:?}"));
+    if segments > 1 {
+        // Clip pools keep the keys they had before stories existed.
+        h.update(format!("stories of {segments}"));
+    }
     Ok(h.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -851,7 +987,7 @@ impl<B: AutodiffBackend> RefinerTask<B> {
             }
         }
         let weights = if m.object_weight != 1.0 {
-            let plans = pool_plans(&config.data)?;
+            let plans = pool_plans(&config.data, 1)?;
             Some(to_autodiff(latent_object_weights(
                 &plans,
                 m.object_weight,
@@ -994,6 +1130,16 @@ pub struct SemanticTask<B: AutodiffBackend> {
     text: Tensor<B, 3>,
     /// Per-token loss weights `[N, 1, t, h, w]` when `object_weight` ≠ 1.
     weights: Option<Tensor<B, 5>>,
+    /// The story pools of `[[stories]]`, in the same space (one per table, in order).
+    stories: Vec<StoryPool<B>>,
+}
+
+/// Stage 1's story pool: `z_sem [N, d, t, h, w]` of whole stories (model space), their segment
+/// prompts `[N, S, L, d_text]` and, with `object_weight`, the per-token weights.
+struct StoryPool<B: AutodiffBackend> {
+    z_sem: Tensor<B, 5>,
+    text: Tensor<B, 4>,
+    weights: Option<Tensor<B, 5>>,
 }
 
 impl<B: AutodiffBackend> SemanticTask<B> {
@@ -1011,22 +1157,46 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         }
         let ow = config.model.object_weight;
         check_object_weight(ow)?;
+        StoryData::validate_all(&config.stories)?;
         let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, false)?;
-        let weights = if ow != 1.0 {
-            let [_, _, t, h, w] = pool.features.dims();
-            let plans = pool_plans(&config.data)?;
+        // Per-token loss weights of a pool (clips, or stories of `segments`), if asked for.
+        let weights_of = |features: &Tensor<B::InnerBackend, 5>, data: &DataConfig, segments| {
+            if ow == 1.0 {
+                return Ok(None);
+            }
+            let [_, _, t, h, w] = features.dims();
+            let plans = pool_plans(data, segments)?;
             let grid = SemanticGrid {
                 t,
                 h,
                 w,
-                stride: config.data.frame_stride,
+                stride: data.frame_stride,
             };
-            Some(to_autodiff(semantic_object_weights(
+            Ok::<_, TrainError>(Some(to_autodiff(semantic_object_weights(
                 &plans, ow, grid, device,
-            )))
-        } else {
-            None
+            ))))
         };
+        let weights = weights_of(&pool.features, &config.data, 1)?;
+        let mut stories = Vec::new();
+        for st in &config.stories {
+            let data = DataConfig {
+                pool: st.count,
+                ..config.data.clone()
+            };
+            let pool = FeaturePool::cached_stories(
+                frozen,
+                &config.inputs,
+                &data,
+                Split::Train,
+                st.segments,
+            )?;
+            let [l, d] = [pool.text.dims()[1], pool.text.dims()[2]];
+            stories.push((
+                weights_of(&pool.features, &data, st.segments)?,
+                compress_mean(compressor, pool.features),
+                pool.text.reshape([st.count, st.segments, l, d]),
+            ));
+        }
         let z = compress_mean(compressor, pool.features);
         let d_out = z.dims()[1];
         let (mean, std) = channel_stats(&z);
@@ -1053,6 +1223,14 @@ impl<B: AutodiffBackend> SemanticTask<B> {
             dit_config.z_std = stored.z_std;
         }
         let z = dit_config.to_model_space(z);
+        let stories = stories
+            .into_iter()
+            .map(|(weights, z, text)| StoryPool {
+                z_sem: to_autodiff(dit_config.to_model_space(z)),
+                text: to_autodiff(text),
+                weights,
+            })
+            .collect();
         B::seed(device, config.train.seed);
         let mut model = dit_config.init::<B>(device).map_err(TrainError::task)?;
         if let Some(path) = &init {
@@ -1068,6 +1246,7 @@ impl<B: AutodiffBackend> SemanticTask<B> {
                 z_sem: to_autodiff(z),
                 text: to_autodiff(pool.text),
                 weights,
+                stories,
             },
             model,
         ))
@@ -1091,6 +1270,27 @@ impl<B: AutodiffBackend> TrainTask<B> for SemanticTask<B> {
     fn loss(&self, model: &SemanticDit<B>, step: u64) -> Result<Tensor<B, 1>, TrainError> {
         let mut rng = step_rng(self.config.train.seed, step);
         let device = self.z_sem.device();
+        // Drawn only with stories, so clip-only runs keep their random stream (and resume).
+        let story = if self.stories.is_empty() {
+            None
+        } else {
+            let u = rng.random::<f64>();
+            let mut upto = 0.0;
+            self.config.stories.iter().position(|st| {
+                upto += st.fraction;
+                u < upto
+            })
+        };
+        if let Some(i) = story {
+            let (pool, st) = (&self.stories[i], &self.config.stories[i]);
+            let idx = pick::<B>(pool.z_sem.dims()[0], st.batch, &mut rng, &device);
+            let z = pool.z_sem.clone().select(0, idx.clone());
+            let text = pool.text.clone().select(0, idx.clone());
+            let weights = pool.weights.clone().map(|w| w.select(0, idx));
+            return model
+                .training_loss_weighted(z, SemanticText::Segments(text), weights, &mut rng)
+                .map_err(TrainError::task);
+        }
         let idx = pick::<B>(
             self.z_sem.dims()[0],
             self.config.data.batch,
@@ -1121,7 +1321,12 @@ impl<B: AutodiffBackend> TrainTask<B> for SemanticTask<B> {
     }
 
     fn fingerprint(&self) -> String {
-        serde_json::json!({"model": self.config.model, "data": self.config.data}).to_string()
+        let mut f = serde_json::json!({"model": self.config.model, "data": self.config.data});
+        if !self.config.stories.is_empty() {
+            // Only when set: runs from before stories existed resume as they were.
+            f["stories"] = serde_json::json!(self.config.stories);
+        }
+        f.to_string()
     }
 }
 
@@ -1206,7 +1411,7 @@ mod tests {
             text_len: 8,
             semantic_source: SemanticSource::Encoder,
         };
-        pool_plans(&data).unwrap()
+        pool_plans(&data, 1).unwrap()
     }
 
     #[test]
@@ -1365,6 +1570,147 @@ mod tests {
     }
 
     #[test]
+    fn stage_1_trains_on_whole_stories_with_one_prompt_per_segment() {
+        // The shipped frozen encoders and MLP, a tiny generator, 2 training stories of 2
+        // segments (33 frames of 32x32) beside a 2-clip pool.
+        type A = burn::backend::Autodiff<B>;
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../checkpoints/shapes-small");
+        let cache = tempfile::tempdir().unwrap();
+        let toml = |stories: &str| {
+            format!(
+                r#"[inputs]
+vae = "{vae}"
+encoder = "{dir}"
+refiner = "{dir}"
+pool_cache = "{cache}"
+[model]
+heads = 2
+head_dim = 16
+layers = 1
+ffn = 32
+[data]
+world_seed = 0
+pool = 2
+batch = 2
+frames = 5
+height = 32
+width = 32
+max_objects = 1
+frame_stride = 4
+text_len = 32
+[train]
+steps = 1
+lr = 0.001
+checkpoint_every = 1
+log_every = 1
+seed = 7
+{stories}"#,
+                vae = shipped.join("vae.safetensors").display(),
+                dir = shipped.display(),
+                cache = cache.path().display(),
+            )
+        };
+        let stories = "[[stories]]\ncount = 2\nsegments = 2\nbatch = 2\nfraction = 1.0\n";
+        let config: SemanticTrainConfig = toml::from_str(&toml(stories)).unwrap();
+        let device = Default::default();
+        let frozen = Frozen::<B>::load(&config.inputs, 32, &device).unwrap();
+        let (compressor, _) = crate::model::load_own::<B, CompressorConfig, _>(
+            &shipped.join(crate::model::COMPRESSOR_FILE),
+            "compressor",
+            |c| c.init(&device),
+        )
+        .unwrap();
+
+        // The pool: each story's features over its whole length (33 frames, every 4th
+        // sampled: 9 frames, 5 temporal patches; 2x2 tokens of 16 px), its caption, and its
+        // segment prompts in order, as the text encoder gives them one by one.
+        let data = DataConfig {
+            pool: 2,
+            ..config.data.clone()
+        };
+        let pool =
+            FeaturePool::<B>::cached_stories(&frozen, &config.inputs, &data, Split::Train, 2)
+                .unwrap();
+        let story = pool_world(&data)
+            .unwrap()
+            .story(Split::Train, 1, 2)
+            .unwrap();
+        assert_eq!(pool.captions[1], story.caption());
+        assert_eq!(pool.segments, 2);
+        let [n, _, t, h, w] = pool.features.dims();
+        assert_eq!([n, t, h, w], [2, 5, 2, 2]);
+        let prompts = story.prompt().segment_captions();
+        assert_ne!(
+            prompts[0], prompts[1],
+            "the story's segments differ in motion"
+        );
+        for (k, prompt) in prompts.iter().enumerate() {
+            let one = frozen.text.encode(&[prompt.as_str()]).unwrap().hidden;
+            let row = pool.text.clone().slice([2 + k..3 + k]);
+            let diff = (row - one).abs().max().into_scalar();
+            assert!(diff < 1e-4, "segment {k}: {diff}");
+        }
+        // The cache serves it back, under a key of its own (a clip pool of the same data
+        // is another file).
+        let again =
+            FeaturePool::<B>::cached_stories(&frozen, &config.inputs, &data, Split::Train, 2)
+                .unwrap();
+        let values = |t: &Tensor<B, 5>| t.to_data().to_vec::<f32>().unwrap();
+        assert_eq!(values(&again.features), values(&pool.features));
+        assert_ne!(
+            pool_key(&config.inputs, &data, Split::Train, 1).unwrap(),
+            pool_key(&config.inputs, &data, Split::Train, 2).unwrap()
+        );
+
+        // With fraction 1 every step trains on a story batch: the step's loss is the model's
+        // loss on the stories it draws, each segment's tokens reading their own prompt (the
+        // same batch with the two prompts swapped scores differently).
+        let (task, model) =
+            SemanticTask::<A>::new(config.clone(), &frozen, &compressor, &device).unwrap();
+        let step = 3;
+        let loss = task.loss(&model, step).unwrap().into_scalar();
+        let by_hand = |swap: bool| {
+            let pool = &task.stories[0];
+            let mut rng = step_rng(7, step);
+            let _story_step: f64 = rng.random();
+            let idx = pick::<A>(2, 2, &mut rng, &device);
+            let z = pool.z_sem.clone().select(0, idx.clone());
+            let mut text = pool.text.clone().select(0, idx);
+            if swap {
+                text = text.flip([1]);
+            }
+            model
+                .training_loss_weighted(z, SemanticText::Segments(text), None, &mut rng)
+                .unwrap()
+                .into_scalar()
+        };
+        assert_eq!(loss, by_hand(false));
+        assert_ne!(loss, by_hand(true));
+        assert_eq!(task.stories[0].z_sem.dims()[2], 5);
+
+        // Without [stories] there is no story pool; the clips are 5 frames (1 temporal patch).
+        let clips: SemanticTrainConfig = toml::from_str(&toml("")).unwrap();
+        let (task, _) = SemanticTask::<A>::new(clips, &frozen, &compressor, &device).unwrap();
+        assert!(task.stories.is_empty());
+        assert_eq!(task.z_sem.dims()[2], 1);
+
+        // Impossible story settings are config errors naming the table.
+        for bad in [
+            stories.replace("fraction = 1.0", "fraction = 0.0"),
+            stories.replace("segments = 2", "segments = 1"),
+            stories.replace("count = 2", "count = 0"),
+            stories.replace("1.0", "0.6") + &stories.replace("1.0", "0.6"),
+        ] {
+            let c: SemanticTrainConfig = toml::from_str(&toml(&bad)).unwrap();
+            match SemanticTask::<A>::new(c, &frozen, &compressor, &device) {
+                Err(TrainError::Config(m)) => assert!(m.contains("stories]"), "{m}"),
+                Err(e) => panic!("{bad}: {e}"),
+                Ok(_) => panic!("{bad}: accepted"),
+            }
+        }
+    }
+
+    #[test]
     fn a_cached_pool_reads_back_exactly_and_a_corrupt_one_is_a_miss() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pool.safetensors");
@@ -1376,9 +1722,10 @@ mod tests {
                 &Default::default(),
             ),
             captions: vec!["a red circle".into(), "a blue ring".into()],
+            segments: 1,
         };
         pool.write(&path).unwrap();
-        let back = FeaturePool::<B>::read(&path, &Default::default()).unwrap();
+        let back = FeaturePool::<B>::read(&path, 1, &Default::default()).unwrap();
         assert_eq!(back.captions, pool.captions);
         let same = |a: &Tensor<B, 5>, b: &Tensor<B, 5>| {
             a.to_data().to_vec::<f32>().unwrap() == b.to_data().to_vec::<f32>().unwrap()
@@ -1394,6 +1741,6 @@ mod tests {
             pool.text.to_data().to_vec::<f32>().unwrap()
         );
         std::fs::write(&path, b"not a pool").unwrap();
-        assert!(FeaturePool::<B>::read(&path, &Default::default()).is_none());
+        assert!(FeaturePool::<B>::read(&path, 1, &Default::default()).is_none());
     }
 }

@@ -365,6 +365,22 @@ impl Default for RefinerGuidance {
     }
 }
 
+/// The story segment of each token from its latent frame: under a causal VAE latent frame 0 is
+/// pixel frame 0 (the first segment's) and latent frame `j ≥ 1` holds pixel frames `4j−3 ..= 4j`,
+/// so with `n` latent frames per segment, frame `j` belongs to segment `(j − 1) / n`, clamped to
+/// the last of `segments`.
+pub fn story_segment_ids(
+    token_frames: &[usize],
+    latent_frames_per_segment: usize,
+    segments: usize,
+) -> Vec<usize> {
+    let n = latent_frames_per_segment.max(1);
+    token_frames
+        .iter()
+        .map(|&j| (j.saturating_sub(1) / n).min(segments.saturating_sub(1)))
+        .collect()
+}
+
 /// The refiner with its conditions bound, as a [`Denoiser`] for the core sampling loop.
 pub struct RefinerDenoiser<'a, B: Backend> {
     pub model: &'a Refiner<B>,
@@ -390,6 +406,37 @@ impl<'a, B: Backend> RefinerDenoiser<'a, B> {
             model,
             layout,
             text: TextCondition::Shared(model.dit.embed_text(text)),
+            null_text: TextCondition::Shared(null),
+            z_sem,
+            guidance,
+        }
+    }
+
+    /// Binds one prompt per story segment, text features `[B, S, L, text_dim]`: every token,
+    /// VAE or semantic, cross-attends to the caption of the segment its latent frame belongs to
+    /// ([`story_segment_ids`]), as stage 1's tokens do; the null text is all zeros. A window of
+    /// the refiner then reads the caption of the span it renders, which is what it was trained
+    /// on (one clip, one caption), instead of the first segment's caption along the whole story.
+    pub fn segmented(
+        model: &'a Refiner<B>,
+        layout: &'a TokenLayout<B>,
+        text: Tensor<B, 4>,
+        latent_frames_per_segment: usize,
+        z_sem: Option<Tensor<B, 5>>,
+        guidance: RefinerGuidance,
+    ) -> Self {
+        let [b, segments, l, c] = text.dims();
+        let null = model
+            .dit
+            .embed_text(Tensor::zeros([b, l, c], &text.device()));
+        let ids = story_segment_ids(&layout.frames, latent_frames_per_segment, segments);
+        Self {
+            model,
+            layout,
+            text: TextCondition::Segmented {
+                text: model.dit.embed_segment_text(text),
+                plan: std::sync::Arc::new(semgen_core::attention::WindowPlan::from_ids(ids)),
+            },
             null_text: TextCondition::Shared(null),
             z_sem,
             guidance,

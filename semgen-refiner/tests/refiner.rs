@@ -301,3 +301,67 @@ fn sampling_with_guidance_is_deterministic_and_reduces_to_one_pass() {
         model.forward(noise, t, c, SemanticInput::tokens(z), &layout),
     );
 }
+
+#[test]
+fn story_tokens_read_their_own_segments_caption() {
+    // Latent frame 0 and frames 1..=n belong to the first segment, frames n+1..=2n to the
+    // second, and anything past the last segment to the last.
+    assert_eq!(
+        semgen_refiner::refiner::story_segment_ids(&[0, 1, 2, 3, 4, 5, 8, 9, 12], 4, 2),
+        vec![0, 0, 0, 0, 0, 1, 1, 1, 1]
+    );
+    // A 2-segment story of 9 latent frames (33 pixel frames) with its 5-frame semantic grid,
+    // windows of 4 latent frames.
+    let d = Default::default();
+    let model = RefinerConfig::semanticgen(
+        WanDitConfig {
+            attn_window: Some(4),
+            ..dit()
+        },
+        8,
+        SemanticGeometry::shapes(),
+    )
+    .init::<B>(&d)
+    .unwrap();
+    let layout = model.layout([9, 8, 8], Some([5, 4, 4]), &d).unwrap();
+    let (first, second) = (randn([1, 5, 16]), randn([1, 5, 16]));
+    let z = randn([1, 8, 5, 4, 4]);
+    let x = randn([1, 4, 9, 8, 8]);
+    use semgen_core::sampling::Denoiser;
+    let g = RefinerGuidance {
+        text: 3.0,
+        semantic: 1.0,
+    };
+    let story = |a: &Tensor<B, 3>, b: &Tensor<B, 3>| {
+        let text = Tensor::stack::<4>(vec![a.clone(), b.clone()], 1);
+        RefinerDenoiser::segmented(&model, &layout, text, 4, Some(z.clone()), g).velocity(
+            x.clone(),
+            500.0,
+            0.5,
+        )
+    };
+    let shared = |c: &Tensor<B, 3>| {
+        RefinerDenoiser::new(&model, &layout, c.clone(), Some(z.clone()), g).velocity(
+            x.clone(),
+            500.0,
+            0.5,
+        )
+    };
+    // One caption in every segment is the shared caption, guidance included.
+    close(story(&first, &first), shared(&first));
+    // Two captions: the story differs from either caption alone, and most in the span of the
+    // segment whose caption changed (self-attention carries some of it across).
+    let two = story(&first, &second);
+    let diff = |a: Tensor<B, 5>, b: Tensor<B, 5>, frames: std::ops::Range<usize>| {
+        (a.narrow(2, frames.start, frames.len()) - b.narrow(2, frames.start, frames.len()))
+            .abs()
+            .mean()
+            .into_scalar()
+    };
+    let vs_first = shared(&first);
+    assert!(diff(two.clone(), vs_first.clone(), 5..9) > 1e-3);
+    assert!(
+        diff(two.clone(), vs_first.clone(), 5..9) > diff(two, vs_first, 0..5),
+        "the second segment's frames changed most"
+    );
+}

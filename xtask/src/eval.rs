@@ -55,6 +55,10 @@ pub struct EvalArgs {
     /// Override stage 1's text guidance (`semantic_guidance` of model.json).
     #[arg(long)]
     pub stage1_guidance: Option<f64>,
+    /// Override the refiner's text in stories (`refiner_story_text` of model.json): the first
+    /// segment's caption throughout, or each segment's own.
+    #[arg(long, value_enum)]
+    pub refiner_story_text: Option<semgen_pipeline::model::StoryText>,
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
     /// Write per-clip reports (JSON lines) here.
@@ -81,6 +85,9 @@ impl BackendTask for Eval {
         }
         if let Some(g) = a.stage1_guidance {
             model.settings.semantic_guidance = g;
+        }
+        if let Some(t) = a.refiner_story_text {
+            model.settings.refiner_story_text = t;
         }
         if let Some(s) = a.shift {
             model.settings.shift = s;
@@ -139,6 +146,7 @@ impl BackendTask for Eval {
             "refiner_guidance": model.settings.refiner_guidance,
             "refiner_semantic_guidance": model.settings.refiner_semantic_guidance,
             "stage1_guidance": model.settings.semantic_guidance,
+            "refiner_story_text": model.settings.refiner_story_text,
             "steps": a.steps.unwrap_or(model.settings.refiner_steps),
             "shift": model.settings.shift,
             "hits": mean,
@@ -325,7 +333,8 @@ pub struct SemanticProbeArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Validation stories on which the same probes judge each segment's span of the generated
-    /// story plan (one full-attention pass over the whole story).
+    /// story plan (one full-attention pass over the whole story), and of the real story's
+    /// `z_sem` (`real_all_segments`: the reference for the generated spans).
     #[arg(long, default_value_t = 8)]
     pub stories: usize,
     /// Segments per story.
@@ -427,6 +436,9 @@ impl BackendTask for SemanticProbe {
         // Stories: segment k of a 16·S + 1 frame story spans semantic frames 2k..2k+2, the
         // same 3-frame grid as a clip, so the clip probes apply to each segment's span.
         let (mut seg_x, mut seg_y, mut seg_index) = (Vec::new(), Vec::new(), Vec::new());
+        // The same spans of the real story's `z_sem` (encoder → MLP over the whole story):
+        // what a generator of this space can be judged against.
+        let mut real_seg_x = Vec::new();
         if a.stories > 0 && a.segments > 1 {
             for i in 0..a.stories {
                 let story = world.story(Split::Val, i as u64, a.segments)?;
@@ -438,9 +450,12 @@ impl BackendTask for SemanticProbe {
                     req.semantic.steps = s;
                 }
                 let z = model.plan(&req, &mut |_, _| {})?;
+                let x = semgen_data::videos_to_tensor(&[story.video.clone()], &device)?;
+                let z_real = model.encode_clip(x)?;
                 for k in 0..a.segments {
                     let span = z.clone().narrow(2, 2 * k, 3);
                     seg_x.extend(grid_rows(span).0);
+                    real_seg_x.extend(grid_rows(z_real.clone().narrow(2, 2 * k, 3)).0);
                     seg_y.push(crate::encoder::segment_labels(&story, k));
                     seg_index.push(k);
                 }
@@ -466,7 +481,9 @@ impl BackendTask for SemanticProbe {
                 };
                 let first = part(&|s| s < quarter);
                 let last = part(&|s| s >= a.segments - quarter);
-                stories[format!("probe_{name}")] = serde_json::json!({"all_segments": all, "first_quarter": first, "last_quarter": last});
+                let real =
+                    linear_probe_accuracy(&fx, &ty, &flat(&real_seg_x), &sy, k, *classes, 1.0);
+                stories[format!("probe_{name}")] = serde_json::json!({"all_segments": all, "first_quarter": first, "last_quarter": last, "real_all_segments": real});
             }
             report["stories"] = stories;
         }

@@ -102,6 +102,14 @@ impl AutodiffTask for Job {
                         |c| c.init(&device),
                     )?;
                 println!("encoding the feature pool ({} clips)…", config.data.pool);
+                for st in &config.stories {
+                    println!(
+                        "and the story pool ({} stories of {} segments; a story batch in {:.0} % of the steps)…",
+                        st.count,
+                        st.segments,
+                        100.0 * st.fraction
+                    );
+                }
                 let (task, model) =
                     SemanticTask::<B>::new(config.clone(), &frozen, &compressor, &device)?;
                 println!(
