@@ -268,7 +268,7 @@ impl StoryData {
     }
 
     fn validate(&self) -> Result<(), TrainError> {
-        let bad = |m: String| Err(TrainError::Config(format!("[stories] {m}")));
+        let bad = |m: String| Err(TrainError::Config(format!("[[stories]] {m}")));
         if self.count == 0 || self.batch == 0 {
             return bad(format!(
                 "count and batch must be at least 1, got {} and {}",
