@@ -517,6 +517,8 @@ pub struct MotionArgs {
 }
 
 pub fn motion(a: MotionArgs) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     for path in &a.reports {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -538,13 +540,20 @@ pub fn motion(a: MotionArgs) -> Result<()> {
             clips += 1;
         }
         let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", v));
-        println!(
+        let written = writeln!(
+            out,
             "{}: {clips} clips, direction agreement {}, still agreement {}\n{}",
             path.display(),
             pct(confusion.direction_agreement()),
             pct(confusion.still_agreement()),
             confusion.markdown()
         );
+        match written {
+            // A reader that stopped early (`xtask motion … | head`) ends the output, not the
+            // command.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other?,
+        }
     }
     Ok(())
 }
