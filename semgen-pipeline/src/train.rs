@@ -382,15 +382,23 @@ fn pool_plans(
 ) -> Result<Vec<semgen_data::ClipPlan>, TrainError> {
     let world = pool_world(data)?;
     (0..data.pool as u64)
-        .map(|i| {
-            if segments > 1 {
-                world.plan_story(Split::Train, i, segments)
-            } else {
-                world.plan_clip(Split::Train, i)
-            }
-        })
+        .map(|i| plan_item(&world, Split::Train, i, segments))
         .collect::<Result<Vec<_>, _>>()
         .map_err(TrainError::task)
+}
+
+/// Item `i` of a pool: clip `i` of the split, or story `i` when `segments` > 1.
+fn plan_item(
+    world: &ShapesWorld,
+    split: Split,
+    i: u64,
+    segments: usize,
+) -> semgen_data::Result<semgen_data::ClipPlan> {
+    if segments > 1 {
+        world.plan_story(split, i, segments)
+    } else {
+        world.plan_clip(split, i)
+    }
 }
 
 /// Both stages' `object_weight` must be a positive number.
@@ -489,13 +497,13 @@ impl<B: Backend> FeaturePool<B> {
             let n = chunk.min(data.pool - first);
             let clips = (first..first + n)
                 .map(|i| {
-                    if segments > 1 {
-                        world.story(split, i as u64, segments)
-                    } else {
-                        world.clip(split, i as u64)
-                    }
+                    let plan = plan_item(&world, split, i as u64, segments)?;
+                    Ok(semgen_data::Clip {
+                        video: plan.render()?,
+                        plan,
+                    })
                 })
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<semgen_data::Result<Vec<_>>>()
                 .map_err(TrainError::task)?;
             let videos: Vec<_> = clips.iter().map(|c| c.video.clone()).collect();
             let x: Tensor<B, 5> = videos_to_tensor(&videos, &device).map_err(TrainError::task)?;
@@ -1177,26 +1185,6 @@ impl<B: AutodiffBackend> SemanticTask<B> {
             ))))
         };
         let weights = weights_of(&pool.features, &config.data, 1)?;
-        let mut stories = Vec::new();
-        for st in &config.stories {
-            let data = DataConfig {
-                pool: st.count,
-                ..config.data.clone()
-            };
-            let pool = FeaturePool::cached_stories(
-                frozen,
-                &config.inputs,
-                &data,
-                Split::Train,
-                st.segments,
-            )?;
-            let [l, d] = [pool.text.dims()[1], pool.text.dims()[2]];
-            stories.push((
-                weights_of(&pool.features, &data, st.segments)?,
-                compress_mean(compressor, pool.features),
-                pool.text.reshape([st.count, st.segments, l, d]),
-            ));
-        }
         let z = compress_mean(compressor, pool.features);
         let d_out = z.dims()[1];
         let (mean, std) = channel_stats(&z);
@@ -1223,14 +1211,29 @@ impl<B: AutodiffBackend> SemanticTask<B> {
             dit_config.z_std = stored.z_std;
         }
         let z = dit_config.to_model_space(z);
-        let stories = stories
-            .into_iter()
-            .map(|(weights, z, text)| StoryPool {
-                z_sem: to_autodiff(dit_config.to_model_space(z)),
-                text: to_autodiff(text),
-                weights,
-            })
-            .collect();
+        // The story pools, in the same space as the clips.
+        let mut stories = Vec::new();
+        for st in &config.stories {
+            let data = DataConfig {
+                pool: st.count,
+                ..config.data.clone()
+            };
+            let pool = FeaturePool::cached_stories(
+                frozen,
+                &config.inputs,
+                &data,
+                Split::Train,
+                st.segments,
+            )?;
+            let [_, l, d] = pool.text.dims();
+            stories.push(StoryPool {
+                weights: weights_of(&pool.features, &data, st.segments)?,
+                z_sem: to_autodiff(
+                    dit_config.to_model_space(compress_mean(compressor, pool.features)),
+                ),
+                text: to_autodiff(pool.text.reshape([st.count, st.segments, l, d])),
+            });
+        }
         B::seed(device, config.train.seed);
         let mut model = dit_config.init::<B>(device).map_err(TrainError::task)?;
         if let Some(path) = &init {
@@ -1281,27 +1284,23 @@ impl<B: AutodiffBackend> TrainTask<B> for SemanticTask<B> {
                 u < upto
             })
         };
-        if let Some(i) = story {
-            let (pool, st) = (&self.stories[i], &self.config.stories[i]);
-            let idx = pick::<B>(pool.z_sem.dims()[0], st.batch, &mut rng, &device);
-            let z = pool.z_sem.clone().select(0, idx.clone());
-            let text = pool.text.clone().select(0, idx.clone());
-            let weights = pool.weights.clone().map(|w| w.select(0, idx));
-            return model
-                .training_loss_weighted(z, SemanticText::Segments(text), weights, &mut rng)
-                .map_err(TrainError::task);
-        }
-        let idx = pick::<B>(
-            self.z_sem.dims()[0],
-            self.config.data.batch,
-            &mut rng,
-            &device,
-        );
-        let z = self.z_sem.clone().select(0, idx.clone());
-        let text = self.text.clone().select(0, idx.clone());
-        let weights = self.weights.clone().map(|w| w.select(0, idx));
+        let (z, weights, batch) = match story {
+            Some(i) => (
+                &self.stories[i].z_sem,
+                &self.stories[i].weights,
+                self.config.stories[i].batch,
+            ),
+            None => (&self.z_sem, &self.weights, self.config.data.batch),
+        };
+        let idx = pick::<B>(z.dims()[0], batch, &mut rng, &device);
+        let text = match story {
+            Some(i) => SemanticText::Segments(self.stories[i].text.clone().select(0, idx.clone())),
+            None => SemanticText::Shared(self.text.clone().select(0, idx.clone())),
+        };
+        let weights = weights.clone().map(|w| w.select(0, idx.clone()));
+        let z = z.clone().select(0, idx);
         model
-            .training_loss_weighted(z, SemanticText::Shared(text), weights, &mut rng)
+            .training_loss_weighted(z, text, weights, &mut rng)
             .map_err(TrainError::task)
     }
 

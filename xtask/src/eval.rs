@@ -453,16 +453,16 @@ impl BackendTask for SemanticProbe {
                 let x = semgen_data::videos_to_tensor(&[story.video.clone()], &device)?;
                 let z_real = model.encode_clip(x)?;
                 for k in 0..a.segments {
-                    let span = z.clone().narrow(2, 2 * k, 3);
-                    seg_x.extend(grid_rows(span).0);
-                    real_seg_x.extend(grid_rows(z_real.clone().narrow(2, 2 * k, 3)).0);
+                    let span = |z: &Tensor<B, 5>| grid_rows(z.clone().narrow(2, 2 * k, 3)).0;
+                    seg_x.extend(span(&z));
+                    real_seg_x.extend(span(&z_real));
                     seg_y.push(crate::encoder::segment_labels(&story, k));
                     seg_index.push(k);
                 }
             }
         }
         if !seg_x.is_empty() {
-            let sx = flat(&seg_x);
+            let (sx, real_sx) = (flat(&seg_x), flat(&real_seg_x));
             let quarter = (a.segments / 4).max(1);
             let mut stories = serde_json::json!({"stories": a.stories, "segments": a.segments});
             for (idx, (name, classes)) in ATTRIBUTES.iter().enumerate().take(5) {
@@ -481,8 +481,7 @@ impl BackendTask for SemanticProbe {
                 };
                 let first = part(&|s| s < quarter);
                 let last = part(&|s| s >= a.segments - quarter);
-                let real =
-                    linear_probe_accuracy(&fx, &ty, &flat(&real_seg_x), &sy, k, *classes, 1.0);
+                let real = linear_probe_accuracy(&fx, &ty, &real_sx, &sy, k, *classes, 1.0);
                 stories[format!("probe_{name}")] = serde_json::json!({"all_segments": all, "first_quarter": first, "last_quarter": last, "real_all_segments": real});
             }
             report["stories"] = stories;
