@@ -236,6 +236,48 @@ impl WindowPlan {
 }
 
 impl WindowPlan {
+    /// Windowed self-attention on token-major `[B, N, heads·D]` tensors (heads side by side, the
+    /// layout the projections produce); returns the same layout, ready for the output
+    /// projection. Equals splitting the heads, [`attend`](Self::attend) and merging them, but the
+    /// window gather and scatter move whole token rows of contiguous tensors, and each head
+    /// split or merge is a single copy. Why: in the head-major form every gather, window reshape
+    /// and merge copies a strided view, which the CPU backend walks element by element.
+    pub fn attend_tokens<B: Backend>(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        heads: usize,
+    ) -> Tensor<B, 3> {
+        let [b, _, hd] = q.dims();
+        let d = hd / heads;
+        let device = q.device();
+        let mut outs = Vec::with_capacity(self.groups.len());
+        for (len, idx) in &self.groups {
+            let nw = idx.len() / len;
+            let index = (!self.in_order).then(|| index_tensor::<B>(idx, &device));
+            // `[B, nw·len, H·D]` (window-major) → `[B·nw, H, len, D]`.
+            let block = |x: &Tensor<B, 3>| {
+                let x = match &index {
+                    Some(i) => x.clone().select(1, i.clone()),
+                    None => x.clone(),
+                };
+                x.reshape([b * nw, *len, heads, d]).swap_dims(1, 2)
+            };
+            let o = sdpa(block(&q), block(&k), block(&v));
+            outs.push(o.swap_dims(1, 2).reshape([b, nw * len, hd]));
+        }
+        let cat = if outs.len() == 1 {
+            outs.remove(0)
+        } else {
+            Tensor::cat(outs, 1)
+        };
+        if self.in_order {
+            return cat;
+        }
+        cat.select(1, index_tensor::<B>(&self.inverse, &device))
+    }
+
     /// Cross-attention where the tokens of window `w` attend to their own context: `q` is
     /// `[B, H, N, D]`, `k`/`v` are `[B·W, H, L, D]` (window-major within each batch element, `W`
     /// = number of window ids). Used for per-segment prompts: segment `s`'s tokens see only

@@ -61,12 +61,15 @@ pub fn run_wan_dit<B: Backend>(
     let (temb, tproj) = model.embed_timestep(t.clone());
     let text_emb = model.embed_text(text.clone());
     let tokens = model.patchify(x.clone());
+    let rope = layout
+        .rope
+        .for_tokens(tokens.dims()[0], model.config.num_attention_heads);
     let block0 = model.blocks.first().map(|b| {
         b.forward(
             tokens,
             tproj.clone(),
             &crate::wan_dit::TextCondition::Shared(text_emb.clone()),
-            &layout.rope,
+            &rope,
             layout.plan(0),
         )
     });

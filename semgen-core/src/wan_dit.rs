@@ -17,10 +17,10 @@
 use crate::attention::{sdpa, AttentionMode, WindowPlan};
 use crate::checkpoint::KeyRule;
 use crate::layers::{
-    gelu_tanh, layer_norm, modulate, timestep_embedding, AffineLayerNorm, AffineLayerNormConfig,
-    RmsNorm, RmsNormConfig,
+    gelu_tanh, layer_norm, modulate, timestep_embedding, token_rows, AffineLayerNorm,
+    AffineLayerNormConfig, RmsNorm, RmsNormConfig,
 };
-use crate::rope::{grid_positions, Rope3d, RopeTables};
+use crate::rope::{grid_positions, Rope3d, RopeTables, TokenRope};
 use crate::ConfigError;
 use burn::module::Param;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
@@ -325,15 +325,15 @@ impl<B: Backend> WanAttention<B> {
     pub fn forward_self(
         &self,
         x: Tensor<B, 3>,
-        rope: &RopeTables<B>,
+        rope: &TokenRope<B>,
         plan: &WindowPlan,
     ) -> Tensor<B, 3> {
-        let q = self.split_heads(self.norm_q.forward(self.to_q.forward(x.clone())));
-        let k = self.split_heads(self.norm_k.forward(self.to_k.forward(x.clone())));
-        let v = self.split_heads(self.to_v.forward(x));
-        let q = rope.apply(q);
-        let k = rope.apply(k);
-        self.to_out.forward(Self::merge_heads(plan.attend(q, k, v)))
+        // Token-major throughout: RoPE and the window gathers act on `[B, N, H·D]` rows (see
+        // `TokenRope` and `WindowPlan::attend_tokens`).
+        let q = rope.apply(self.norm_q.forward(self.to_q.forward(x.clone())));
+        let k = rope.apply(self.norm_k.forward(self.to_k.forward(x.clone())));
+        let v = self.to_v.forward(x);
+        self.to_out.forward(plan.attend_tokens(q, k, v, self.heads))
     }
 
     /// Cross-attention from `x` to the embedded text `ctx` (no RoPE, no mask: upstream attends
@@ -415,12 +415,13 @@ impl<B: Backend> WanBlock<B> {
         x: Tensor<B, 3>,
         tproj: Tensor<B, 3>,
         text: &TextCondition<B>,
-        rope: &RopeTables<B>,
+        rope: &TokenRope<B>,
         plan: &WindowPlan,
     ) -> Tensor<B, 3> {
+        let n = x.dims()[1];
         let m = (self.scale_shift_table.val() + tproj).chunk(6, 1);
         let h = modulate(layer_norm(x.clone(), self.eps), m[0].clone(), m[1].clone());
-        let x = x + self.attn1.forward_self(h, rope, plan) * m[2].clone();
+        let x = x + self.attn1.forward_self(h, rope, plan) * token_rows(m[2].clone(), n);
         let h = match &self.norm2 {
             Some(n) => n.forward(x.clone()),
             None => x.clone(),
@@ -433,7 +434,7 @@ impl<B: Backend> WanBlock<B> {
         };
         let x = x.clone() + cross;
         let h = modulate(layer_norm(x.clone(), self.eps), m[3].clone(), m[4].clone());
-        x + self.ffn.forward(h) * m[5].clone()
+        x + self.ffn.forward(h) * token_rows(m[5].clone(), n)
     }
 }
 
@@ -599,8 +600,11 @@ impl<B: Backend> WanDit<B> {
         tproj: Tensor<B, 3>,
         text: &TextCondition<B>,
     ) -> Tensor<B, 3> {
+        let rope = layout
+            .rope
+            .for_tokens(x.dims()[0], self.config.num_attention_heads);
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, tproj.clone(), text, &layout.rope, layout.plan(i));
+            x = block.forward(x, tproj.clone(), text, &rope, layout.plan(i));
         }
         x
     }

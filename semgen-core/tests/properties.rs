@@ -112,6 +112,27 @@ proptest! {
         }
     }
 
+    /// The token-major form (`attend_tokens`, what the DiT and the Qwen encoder run) equals
+    /// splitting the heads, `attend` and merging them, for any plan, batch and head count.
+    #[test]
+    fn token_major_attention_equals_the_head_major_form(
+        plan in plan(), b in 1usize..3, heads in 1usize..4, d in 1usize..5, seed in any::<u64>(),
+    ) {
+        let device = Default::default();
+        let n = plan.window_ids().len();
+        let t = |s: u64| {
+            Tensor::<B, 3>::from_data(TensorData::new(host_values(b * n * heads * d, s), [b, n, heads * d]), &device)
+        };
+        let (q, k, v) = (t(seed), t(seed ^ 1), t(seed ^ 2));
+        let split = |x: Tensor<B, 3>| x.reshape([b, n, heads, d]).swap_dims(1, 2);
+        let want = plan
+            .attend(split(q.clone()), split(k.clone()), split(v.clone()))
+            .swap_dims(1, 2)
+            .reshape([b, n, heads * d]);
+        let got = plan.attend_tokens(q, k, v, heads);
+        got.into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));
+    }
+
     /// Window partition and merge: with attention that only sees the token itself (one-hot
     /// queries and keys), the windowed output is exactly the input values in their original
     /// places, for any plan; with uniform attention (zero keys) each token gets the mean of the

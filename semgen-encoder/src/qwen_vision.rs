@@ -21,7 +21,7 @@ use burn::tensor::activation::silu;
 use semgen_core::attention::{index_tensor, WindowPlan};
 use semgen_core::checkpoint::{KeyRule, LoadError, LoadOptions, LoadReport};
 use semgen_core::layers::{gelu_erf, RmsNorm, RmsNormConfig};
-use semgen_core::rope::{qwen_rope_2d, RopeTables};
+use semgen_core::rope::{qwen_rope_2d, RopeTables, TokenRope};
 use semgen_core::ConfigError;
 use std::path::Path;
 
@@ -594,29 +594,17 @@ pub struct VisionAttention<B: Backend> {
 }
 
 impl<B: Backend> VisionAttention<B> {
-    pub fn forward(
-        &self,
-        x: Tensor<B, 2>,
-        rope: &RopeTables<B>,
-        plan: &WindowPlan,
-    ) -> Tensor<B, 2> {
+    pub fn forward(&self, x: Tensor<B, 2>, rope: &TokenRope<B>, plan: &WindowPlan) -> Tensor<B, 2> {
         let [n, dim] = x.dims();
         let h = self.num_heads;
-        let hd = dim / h;
-        let qkv = self.qkv.forward(x).reshape([n, 3, h, hd]);
-        // [N, H, D] → [1, H, N, D], the layout of the shared RoPE and attention helpers.
-        let part = |i: usize| {
-            qkv.clone()
-                .narrow(1, i, 1)
-                .reshape([n, h, hd])
-                .swap_dims(0, 1)
-                .unsqueeze::<4>()
-        };
+        let qkv = self.qkv.forward(x).reshape([n, 3, dim]);
+        // One of q, k, v as token-major `[1, N, H·D]`: RoPE and the window gathers act on
+        // whole token rows there (see `TokenRope` and `WindowPlan::attend_tokens`).
+        let part = |i: usize| qkv.clone().narrow(1, i, 1).reshape([1, n, dim]);
         let q = rope.apply(part(0));
         let k = rope.apply(part(1));
-        let o = plan.attend(q, k, part(2));
-        self.proj
-            .forward(o.squeeze::<3>().swap_dims(0, 1).reshape([n, dim]))
+        let o = plan.attend_tokens(q, k, part(2), h);
+        self.proj.forward(o.reshape([n, dim]))
     }
 }
 
@@ -644,12 +632,7 @@ pub struct VisionBlock<B: Backend> {
 }
 
 impl<B: Backend> VisionBlock<B> {
-    pub fn forward(
-        &self,
-        x: Tensor<B, 2>,
-        rope: &RopeTables<B>,
-        plan: &WindowPlan,
-    ) -> Tensor<B, 2> {
+    pub fn forward(&self, x: Tensor<B, 2>, rope: &TokenRope<B>, plan: &WindowPlan) -> Tensor<B, 2> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x), rope, plan);
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
@@ -790,7 +773,7 @@ impl<B: Backend> QwenVision<B> {
             .map(|&i| plan.position_ids[i].map(|v| v as f64))
             .collect();
         let (cos, sin) = qwen_rope_2d::<B>(cfg.head_dim(), cfg.rope_theta, &positions, &device);
-        let rope = RopeTables::rotate_half(cos, sin);
+        let rope = RopeTables::rotate_half(cos, sin).for_tokens(1, cfg.num_heads);
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x, &rope, plan.segments(cfg, i));
