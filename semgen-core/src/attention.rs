@@ -195,43 +195,19 @@ impl WindowPlan {
         self.window_ids[i] == self.window_ids[j]
     }
 
-    /// Windowed attention on `[B, H, N, D]` tensors.
+    /// Windowed attention on head-major `[B, H, N, D]` tensors: [`attend_tokens`]
+    /// (Self::attend_tokens) with the heads merged before and split after.
     pub fn attend<B: Backend>(
         &self,
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
     ) -> Tensor<B, 4> {
-        if self.is_full() {
-            return sdpa(q, k, v);
-        }
-        let [b, h, _, d] = q.dims();
-        let device = q.device();
-        let mut outs = Vec::with_capacity(self.groups.len());
-        for (len, idx) in &self.groups {
-            let nw = idx.len() / len;
-            let index = (!self.in_order).then(|| index_tensor::<B>(idx, &device));
-            let block = |x: &Tensor<B, 4>| {
-                let x = match &index {
-                    Some(i) => x.clone().select(2, i.clone()),
-                    None => x.clone(),
-                };
-                x.reshape([b, h, nw, *len, d])
-                    .swap_dims(1, 2)
-                    .reshape([b * nw, h, *len, d])
-            };
-            let o = sdpa(block(&q), block(&k), block(&v));
-            outs.push(
-                o.reshape([b, nw, h, *len, d])
-                    .swap_dims(1, 2)
-                    .reshape([b, h, nw * len, d]),
-            );
-        }
-        let cat = Tensor::cat(outs, 2);
-        if self.in_order {
-            return cat;
-        }
-        cat.select(2, index_tensor::<B>(&self.inverse, &device))
+        let [b, h, n, d] = q.dims();
+        let merge = |x: Tensor<B, 4>| x.swap_dims(1, 2).reshape([b, n, h * d]);
+        self.attend_tokens(merge(q), merge(k), merge(v), h)
+            .reshape([b, n, h, d])
+            .swap_dims(1, 2)
     }
 }
 

@@ -717,6 +717,67 @@ pub const ORIGINAL_WAN_KEYS: &[KeyRule] = &[
     KeyRule::new("ffn.2", "ffn.net.2"),
 ];
 
+// ---------------------------------------------------------------------------------------------
+// Growing a trained model
+// ---------------------------------------------------------------------------------------------
+
+/// Zeroes a linear layer (weight and bias): a residual branch ending in it adds nothing. The
+/// parameters stay trainable (a fresh zero tensor would not be marked for gradients).
+fn zero_linear<B: Backend>(mut l: Linear<B>) -> Linear<B> {
+    fn zero<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
+        let trainable = t.is_require_grad();
+        t.zeros_like().set_require_grad(trainable)
+    }
+    l.weight = l.weight.map(zero);
+    l.bias = l.bias.map(|b| b.map(zero));
+    l
+}
+
+impl<B: Backend> WanBlock<B> {
+    /// This block as the identity: the output projections of its self-attention,
+    /// cross-attention and FFN are zero, so each residual branch adds nothing, while the rest
+    /// keeps its (random) initialisation and the zeroed projections still receive gradients.
+    pub fn into_identity(mut self) -> Self {
+        self.attn1.to_out = zero_linear(self.attn1.to_out);
+        self.attn2.to_out = zero_linear(self.attn2.to_out);
+        self.ffn.proj_out = zero_linear(self.ffn.proj_out);
+        self
+    }
+}
+
+impl<B: Backend> WanDit<B> {
+    /// Grows this trained model to the depth of `deeper` (the same config with more layers):
+    /// this model's blocks first, then `deeper`'s extra blocks turned into identities
+    /// ([`WanBlock::into_identity`]), every other weight this model's. The grown model computes
+    /// exactly what this one did, so a fine-tune starts from the trained function with more
+    /// capacity (progressive depth growth). Errors when `deeper` differs in anything but a
+    /// larger `num_layers`.
+    pub fn grown_to(self, deeper: WanDit<B>) -> Result<WanDit<B>, ConfigError> {
+        let (have, want) = (self.config.num_layers, deeper.config.num_layers);
+        let mut same = deeper.config.clone();
+        same.num_layers = have;
+        if same != self.config || want < have {
+            return Err(ConfigError::invalid(format!(
+                "can only grow a model in depth: stored {:?}, wanted {:?}",
+                self.config, deeper.config
+            )));
+        }
+        let mut blocks = self.blocks;
+        blocks.extend(
+            deeper
+                .blocks
+                .into_iter()
+                .skip(have)
+                .map(WanBlock::into_identity),
+        );
+        Ok(WanDit {
+            blocks,
+            config: deeper.config,
+            ..self
+        })
+    }
+}
+
 /// True if the keys look like an original Wan2.1 checkpoint rather than diffusers'.
 pub fn is_original_wan_layout<'a>(mut keys: impl Iterator<Item = &'a str>) -> bool {
     keys.any(|k| k.starts_with("head.head.") || k.starts_with("time_embedding."))

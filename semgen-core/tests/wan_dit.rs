@@ -259,3 +259,55 @@ fn per_segment_prompts_reach_only_their_time_span() {
     let last = |y: Tensor<B, 3>| y.slice([0..2, 48..64, 0..40]);
     assert!((last(a) - last(b)).abs().max().into_scalar() > 1e-4);
 }
+
+#[test]
+fn a_model_grown_in_depth_computes_what_it_did_and_its_new_blocks_learn() {
+    type A = Autodiff<B>;
+    let d = Default::default();
+    let small = WanDitConfig::tiny().init::<A>(&d).unwrap();
+    let have = small.config.num_layers;
+    let deeper_config = WanDitConfig {
+        num_layers: have + 2,
+        ..WanDitConfig::tiny()
+    };
+    let (x, t, c) = inputs(5);
+    let (x, t, c) = (
+        Tensor::<A, 5>::from_inner(x),
+        Tensor::<A, 1>::from_inner(t),
+        Tensor::<A, 3>::from_inner(c),
+    );
+    let want = small.forward(x.clone(), t.clone(), c.clone()).unwrap();
+    let grown = small
+        .clone()
+        .grown_to(deeper_config.init::<A>(&d).unwrap())
+        .unwrap();
+    assert_eq!(grown.blocks.len(), have + 2);
+    assert_eq!(grown.config, deeper_config);
+    // The appended blocks add nothing: the same output, exactly.
+    let out = grown.forward(x, t, c).unwrap();
+    assert_eq!(
+        out.clone().into_data().to_vec::<f32>().unwrap(),
+        want.into_data().to_vec::<f32>().unwrap()
+    );
+    // Their zeroed output projections still get gradients, so they can learn.
+    let grads = out.square().mean().backward();
+    for block in &grown.blocks[have..] {
+        let g = block.ffn.proj_out.weight.grad(&grads).unwrap();
+        assert!(g.abs().max().into_scalar() > 0.0);
+    }
+    // Anything but a larger depth is refused.
+    let wider = WanDitConfig {
+        num_layers: have + 1,
+        ffn_dim: WanDitConfig::tiny().ffn_dim * 2,
+        ..WanDitConfig::tiny()
+    };
+    assert!(small
+        .clone()
+        .grown_to(wider.init::<A>(&d).unwrap())
+        .is_err());
+    let shallower = WanDitConfig {
+        num_layers: have - 1,
+        ..WanDitConfig::tiny()
+    };
+    assert!(small.grown_to(shallower.init::<A>(&d).unwrap()).is_err());
+}

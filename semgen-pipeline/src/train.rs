@@ -1237,10 +1237,34 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         B::seed(device, config.train.seed);
         let mut model = dit_config.init::<B>(device).map_err(TrainError::task)?;
         if let Some(path) = &init {
-            model = init_from(model, &dit_config, path, "semantic_dit", |stored, run| {
+            let training_only = |stored: &mut SemanticDitConfig, run: &SemanticDitConfig| {
                 stored.text_drop = run.text_drop;
                 stored.timesteps = run.timesteps.clone();
-            })?;
+            };
+            let stored: SemanticDitConfig =
+                crate::model::stored_config(path, "semantic_dit").map_err(TrainError::task)?;
+            let (have, want) = (stored.dit.num_layers, dit_config.dit.num_layers);
+            if have < want {
+                // Depth growth: the stored generator's blocks, then identity blocks, so the
+                // fine-tune starts from the trained function (`WanDit::grown_to`).
+                let mut stored_shape = dit_config.clone();
+                stored_shape.dit.num_layers = have;
+                let trained = init_from(
+                    stored_shape.init::<B>(device).map_err(TrainError::task)?,
+                    &stored_shape,
+                    path,
+                    "semantic_dit",
+                    training_only,
+                )?;
+                let dit = trained.dit.grown_to(model.dit).map_err(TrainError::task)?;
+                model = SemanticDit {
+                    dit,
+                    config: dit_config.clone(),
+                };
+                println!("semantic_dit grown from {have} to {want} layers");
+            } else {
+                model = init_from(model, &dit_config, path, "semantic_dit", training_only)?;
+            }
         }
         Ok((
             Self {

@@ -425,4 +425,36 @@ fn a_stage_1_fine_tune_starts_from_its_init_from_weights_in_their_z_space() {
         ),
     );
     refused(&mlp, "init_compressor applies to refiner runs only");
+
+    // A deeper generator grows from the stored one: its blocks first, then identity blocks
+    // (zero output projections), every other weight the stored one's.
+    let grown = ok(&train_semantic(
+        dir.path(),
+        "grown",
+        &semantic_config(&refiner, 2, 1e-9, 7, 1, &from).replace("layers = 1", "layers = 2"),
+    ));
+    assert!(grown.contains("grown from 1 to 2 layers"), "{grown}");
+    let grown_file = dir.path().join("grown/semantic_dit.safetensors");
+    assert_eq!(stored_config(&grown_file)["dit"]["num_layers"], 2);
+    let base_weights: std::collections::HashMap<String, Vec<f32>> =
+        weights(&base).into_iter().collect();
+    let mut new_outputs = 0;
+    for (name, values) in weights(&grown_file) {
+        let largest = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        match base_weights.get(&name) {
+            Some(stored) => {
+                let diff: Vec<f32> = stored.iter().zip(&values).map(|(a, b)| a - b).collect();
+                assert!(largest(&diff) < 1e-6, "{name}");
+            }
+            None => {
+                assert!(name.contains("blocks.1."), "unexpected tensor {name}");
+                if name.contains("to_out") || name.contains("proj_out") {
+                    assert!(largest(&values) < 1e-6, "{name} is not zero");
+                    new_outputs += 1;
+                }
+            }
+        }
+    }
+    // attn1.to_out, attn2.to_out and ffn.proj_out, weight and bias each.
+    assert_eq!(new_outputs, 6);
 }

@@ -54,15 +54,16 @@ pub fn windowed_matches_masked_reference<B: Backend>(
 ) {
     let n = frames.len();
     let plan = WindowPlan::new(frames, num_frames, mode);
+    // Two sequences of two heads each.
     let (q, k, v) = (
-        randn::<B>([1, 2, n, 8], device),
-        randn::<B>([1, 2, n, 8], device),
-        randn::<B>([1, 2, n, 8], device),
+        randn::<B>([2, 2, n, 8], device),
+        randn::<B>([2, 2, n, 8], device),
+        randn::<B>([2, 2, n, 8], device),
     );
     let mask: Vec<bool> = (0..n * n).map(|x| !plan.allowed(x / n, x % n)).collect();
     let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(mask, [n, n]), device)
         .reshape([1, 1, n, n])
-        .expand([1, 2, n, n]);
+        .expand([2, 2, n, n]);
     let want = reference_attention(q.clone(), k.clone(), v.clone(), Some(mask));
     plan.attend(q, k, v)
         .into_data()
