@@ -1197,18 +1197,22 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         )
         .with_z_mean(mean)
         .with_z_std(std);
-        let init = config
-            .inputs
-            .init_from
-            .as_ref()
-            .map(|dir| dir.join(crate::model::SEMANTIC_FILE));
-        if let Some(path) = &init {
+        // `init_from`'s generator file and its stored config (read once: its statistics here,
+        // its depth below).
+        let init = match &config.inputs.init_from {
+            Some(dir) => {
+                let path = dir.join(crate::model::SEMANTIC_FILE);
+                let stored: SemanticDitConfig =
+                    crate::model::stored_config(&path, "semantic_dit").map_err(TrainError::task)?;
+                Some((path, stored))
+            }
+            None => None,
+        };
+        if let Some((_, stored)) = &init {
             // A fine-tune continues in the stored generator's space: its statistics, not this
             // pool's (they differ a little from pool to pool, and the weights were fitted to them).
-            let stored: SemanticDitConfig =
-                crate::model::stored_config(path, "semantic_dit").map_err(TrainError::task)?;
-            dit_config.z_mean = stored.z_mean;
-            dit_config.z_std = stored.z_std;
+            dit_config.z_mean = stored.z_mean.clone();
+            dit_config.z_std = stored.z_std.clone();
         }
         let z = dit_config.to_model_space(z);
         // The story pools, in the same space as the clips.
@@ -1236,13 +1240,11 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         }
         B::seed(device, config.train.seed);
         let mut model = dit_config.init::<B>(device).map_err(TrainError::task)?;
-        if let Some(path) = &init {
+        if let Some((path, stored)) = &init {
             let training_only = |stored: &mut SemanticDitConfig, run: &SemanticDitConfig| {
                 stored.text_drop = run.text_drop;
                 stored.timesteps = run.timesteps.clone();
             };
-            let stored: SemanticDitConfig =
-                crate::model::stored_config(path, "semantic_dit").map_err(TrainError::task)?;
             let (have, want) = (stored.dit.num_layers, dit_config.dit.num_layers);
             if have < want {
                 // Depth growth: the stored generator's blocks, then identity blocks, so the
