@@ -1,5 +1,6 @@
-//! Attention: multi-head scaled-dot-product attention through Burn's fused op, a plain reference
-//! implementation for tests, and **temporal window attention** for long sequences.
+//! Attention: multi-head scaled-dot-product attention (Burn's fused op or a composition, per
+//! backend: [`AttentionKernel`]), a plain reference implementation for tests, and **temporal
+//! window attention** for long sequences.
 //!
 //! ## Temporal windows (paper §2, Swin over time)
 //! Every token carries a time index in frames of the main (VAE-latent) grid. A layer with window
@@ -23,14 +24,76 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::attention as fused_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-/// Scaled-dot-product attention on `[B, H, N, D]` tensors with scale `1/√D`, through Burn's fused
-/// attention op (flash attention on the CubeCL backends).
-pub fn sdpa<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
-    fused_attention(q, k, v, None, None, AttentionModuleOptions::default())
+/// Which implementation [`sdpa`] runs.
+///
+/// Burn's fused attention op runs flash attention (autotuned) on the CubeCL backends (CUDA, wgpu),
+/// but on the CPU backend (Flex 0.21) it is a loop over `(batch, head)` pairs on one thread,
+/// after copying head-split views element by element; on the autodiff backend it is the plain
+/// composition anyway. The composition (`QKᵀ` matmul, fused softmax, `·V` matmul) runs its
+/// matmuls on every core and reads strided views without copying: on the 2-core CPU it makes
+/// the DiT small forward 15 % faster, Qwen small 21 %, umT5 small 22 % (docs/benchmarks.md,
+/// session 22, fix 9). Same mathematics in another summation order (tests: within 1e-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// Burn's `module::attention` (flash attention on CubeCL).
+    Fused,
+    /// `softmax(QKᵀ·scale + bias)·V` from matmul and softmax, in head groups and query chunks
+    /// that bound the score matrix to [`COMPOSED_SCORE_BUDGET`] elements.
+    Composed,
 }
 
-/// Like [`sdpa`] with an additive bias on the scores and a custom scale (umT5 uses scale 1 and
-/// a relative-position bias).
+/// The most score elements the composed kernel materialises at once (1 MiB of f32): larger
+/// problems run in groups of heads, then in chunks of queries, so window attention over a long
+/// clip and a long story's full attention stay in bounded memory, as with the fused kernels.
+/// With an additive bias the budget is 4× larger: slicing the bias leaves a view at an offset,
+/// which the CPU backend adds element by element (umT5 small at 1/4 of the budget: 1.6×
+/// slower). Measured trade-off (docs/benchmarks.md, session 22): at 4× this budget the 16×
+/// window row of the refiner peaks at 1.32–1.38× the RSS of the 1× row (the goal is 1.3×),
+/// at this one 1.2×, for about 15 % more time on the 16× full-attention row.
+pub const COMPOSED_SCORE_BUDGET: usize = 1 << 18;
+
+impl AttentionKernel {
+    /// The kernel for backend `B` on `device`: fused on the CubeCL backends (their flash
+    /// attention), composed elsewhere. The environment variable `SEMGEN_ATTENTION=fused` or
+    /// `=composed` overrides the choice (benchmarks, diagnosis).
+    pub fn for_backend<B: Backend>(device: &B::Device) -> Self {
+        static OVERRIDE: std::sync::OnceLock<Option<AttentionKernel>> = std::sync::OnceLock::new();
+        let forced = OVERRIDE.get_or_init(|| {
+            match std::env::var("SEMGEN_ATTENTION")
+                .ok()?
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "fused" => Some(AttentionKernel::Fused),
+                "composed" => Some(AttentionKernel::Composed),
+                other => {
+                    tracing::warn!("SEMGEN_ATTENTION={other} not understood (fused | composed)");
+                    None
+                }
+            }
+        });
+        if let Some(k) = forced {
+            return *k;
+        }
+        // Backend names nest ("fusion<cubecl<cuda>>", "autodiff<flex>"); an autodiff wrapper
+        // composes Burn's op from the same matmul and softmax either way.
+        let name = B::name(device);
+        if name.contains("cubecl") && !name.starts_with("autodiff") {
+            AttentionKernel::Fused
+        } else {
+            AttentionKernel::Composed
+        }
+    }
+}
+
+/// Scaled-dot-product attention on `[B, H, N, D]` tensors with scale `1/√D`, through the
+/// backend's best kernel ([`AttentionKernel::for_backend`]).
+pub fn sdpa<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    sdpa_with_bias(q, k, v, None, None)
+}
+
+/// Like [`sdpa`] with an additive bias on the scores (`[B or 1, H or 1, N, M]`) and a custom
+/// scale (umT5 uses scale 1 and a relative-position bias).
 pub fn sdpa_with_bias<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -38,11 +101,91 @@ pub fn sdpa_with_bias<B: Backend>(
     bias: Option<Tensor<B, 4>>,
     scale: Option<f64>,
 ) -> Tensor<B, 4> {
-    let options = AttentionModuleOptions {
-        scale,
-        ..Default::default()
+    match AttentionKernel::for_backend::<B>(&q.device()) {
+        AttentionKernel::Fused => {
+            let options = AttentionModuleOptions {
+                scale,
+                ..Default::default()
+            };
+            fused_attention(q, k, v, None, bias, options)
+        }
+        AttentionKernel::Composed => composed_attention(q, k, v, bias, scale),
+    }
+}
+
+/// [`AttentionKernel::Composed`]: the score matrix of at most [`COMPOSED_SCORE_BUDGET`]
+/// elements at a time (4× that with a bias).
+pub fn composed_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+    scale: Option<f64>,
+) -> Tensor<B, 4> {
+    let budget = if bias.is_some() {
+        4 * COMPOSED_SCORE_BUDGET
+    } else {
+        COMPOSED_SCORE_BUDGET
     };
-    fused_attention(q, k, v, None, bias, options)
+    composed_attention_in_chunks(q, k, v, bias, scale, budget)
+}
+
+fn composed_attention_in_chunks<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+    scale: Option<f64>,
+    budget: usize,
+) -> Tensor<B, 4> {
+    let [b, h, n, d] = q.dims();
+    let m = k.dims()[2];
+    let scale = scale.unwrap_or(1.0 / (d as f64).sqrt());
+    // A slice of `t` along `dim` unless `t` broadcasts there (size 1).
+    let part = |t: &Tensor<B, 4>, dim: usize, start: usize, len: usize| match t.dims()[dim] {
+        1 => t.clone(),
+        _ => t.clone().narrow(dim, start, len),
+    };
+    let attend =
+        |q: Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>, bias: Option<Tensor<B, 4>>| {
+            let mut scores = q.matmul(k.clone().swap_dims(2, 3)).mul_scalar(scale);
+            if let Some(bias) = bias {
+                scores = scores + bias;
+            }
+            softmax(scores, 3).matmul(v.clone())
+        };
+    if b * h * n * m <= budget {
+        return attend(q, &k, &v, bias);
+    }
+    // Groups of whole heads first (their slices of a per-head bias stay contiguous), then, when
+    // one head is still over the budget, chunks of queries within each head.
+    let heads = (budget / (b * n * m).max(1)).clamp(1, h);
+    let queries = (budget / (b * m).max(1)).clamp(1, n);
+    let outs = (0..h)
+        .step_by(heads)
+        .map(|h0| {
+            let hn = heads.min(h - h0);
+            let (q, k, v) = (
+                q.clone().narrow(1, h0, hn),
+                k.clone().narrow(1, h0, hn),
+                v.clone().narrow(1, h0, hn),
+            );
+            let bias = bias.as_ref().map(|t| part(t, 1, h0, hn));
+            if heads > 1 || queries >= n {
+                return attend(q, &k, &v, bias);
+            }
+            let rows = (0..n)
+                .step_by(queries)
+                .map(|n0| {
+                    let nn = queries.min(n - n0);
+                    let bias = bias.as_ref().map(|t| part(t, 2, n0, nn));
+                    attend(q.clone().narrow(2, n0, nn), &k, &v, bias)
+                })
+                .collect();
+            Tensor::cat(rows, 2)
+        })
+        .collect();
+    Tensor::cat(outs, 1)
 }
 
 /// The plain reference: `softmax(QKᵀ/√D + bias)·V` with an optional boolean mask (true = masked
@@ -341,6 +484,68 @@ mod tests {
             let p = WindowPlan::new(&f, 5, AttentionMode::Window { frames: 5, shifted });
             assert!(p.is_full());
         }
+    }
+
+    /// The composed kernel, in one piece, in head groups and in query chunks (with a per-head,
+    /// per-query bias and with one broadcast over heads and queries), computes what Burn's
+    /// fused op computes, on the CPU backends.
+    fn composed_equals_fused<B: Backend>(d: &B::Device) {
+        let normal = Distribution::Normal(0.0, 1.0);
+        let (n, m) = (11, 7);
+        let q = Tensor::<B, 4>::random([2, 3, n, 8], normal, d);
+        let k = Tensor::<B, 4>::random([2, 3, m, 8], normal, d);
+        let v = Tensor::<B, 4>::random([2, 3, m, 5], normal, d);
+        let biases = [
+            None,
+            Some(Tensor::<B, 4>::random([1, 3, n, m], normal, d)),
+            Some(Tensor::<B, 4>::random([2, 1, 1, m], normal, d)),
+        ];
+        for bias in biases {
+            for scale in [None, Some(1.0)] {
+                let options = AttentionModuleOptions {
+                    scale,
+                    ..Default::default()
+                };
+                let want =
+                    fused_attention(q.clone(), k.clone(), v.clone(), None, bias.clone(), options)
+                        .into_data();
+                // Budgets: everything at once; heads in groups of 2 (the last one short);
+                // one head at a time in chunks of 3 queries (the last one short); 1 query.
+                for budget in [usize::MAX, 2 * 2 * n * m, 2 * m * 3, 1] {
+                    let got = composed_attention_in_chunks(
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        bias.clone(),
+                        scale,
+                        budget,
+                    );
+                    assert_eq!(got.dims(), [2, 3, n, 5]);
+                    got.into_data()
+                        .assert_approx_eq::<f32>(&want, Tolerance::absolute(1e-5));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn composed_attention_in_chunks_equals_the_fused_op() {
+        composed_equals_fused::<TB>(&Default::default());
+        composed_equals_fused::<burn::backend::Flex>(&Default::default());
+    }
+
+    #[test]
+    fn the_cpu_backends_compose_attention() {
+        let d = Default::default();
+        assert_eq!(
+            AttentionKernel::for_backend::<TB>(&d),
+            AttentionKernel::Composed
+        );
+        let d = Default::default();
+        assert_eq!(
+            AttentionKernel::for_backend::<burn::backend::Flex>(&d),
+            AttentionKernel::Composed
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - [`layers`]: norms (RMSNorm, LayerNorm with/without affine, Wan-VAE channel L2 norm), GELU
 //!   variants, sinusoidal timestep embedding, adaLN modulation helpers;
 //! - [`rope`]: Wan's 3D interleaved-pair RoPE and Qwen2.5-VL's 2D rotate-half RoPE;
-//! - [`attention`]: multi-head attention through Burn's fused op, and temporal window attention
+//! - [`attention`]: multi-head attention (Burn's fused op on the GPU backends, a composition of
+//!   threaded matmuls and softmax elsewhere: `AttentionKernel`), and temporal window attention
 //!   (Swin-style shifted windows over time) for long videos;
 //! - [`wan_dit`]: the Wan2.1 DiT backbone (diffusers `WanTransformer3DModel` layout) with a per-layer
 //!   attention mode and a hook for extra in-context tokens;

@@ -968,18 +968,41 @@ impl<B: AutodiffBackend> RefinerTask<B> {
             .init::<B>(device)
             .map_err(TrainError::task)?;
         if let Some(dir) = &inputs.init_from {
-            refiner = init_from(
-                refiner,
-                &refiner_config,
-                &dir.join(crate::model::REFINER_FILE),
-                "refiner",
-                |stored, run| {
-                    stored.sem_noise_max = run.sem_noise_max;
-                    stored.text_drop = run.text_drop;
-                    stored.sem_drop = run.sem_drop;
-                    stored.timesteps = run.timesteps.clone();
-                },
-            )?;
+            let path = dir.join(crate::model::REFINER_FILE);
+            let training_only = |stored: &mut RefinerConfig, run: &RefinerConfig| {
+                stored.sem_noise_max = run.sem_noise_max;
+                stored.text_drop = run.text_drop;
+                stored.sem_drop = run.sem_drop;
+                stored.timesteps = run.timesteps.clone();
+            };
+            let stored: RefinerConfig =
+                crate::model::stored_config(&path, "refiner").map_err(TrainError::task)?;
+            let (have, want) = (stored.dit.num_layers, refiner_config.dit.num_layers);
+            refiner = if have < want {
+                // Depth growth, as for stage 1: the stored blocks, then identity blocks
+                // (`WanDit::grown_to`), so the fine-tune starts from the trained function.
+                let mut stored_shape = refiner_config.clone();
+                stored_shape.dit.num_layers = have;
+                let trained = init_from(
+                    stored_shape.init::<B>(device).map_err(TrainError::task)?,
+                    &stored_shape,
+                    &path,
+                    "refiner",
+                    training_only,
+                )?;
+                let dit = trained
+                    .dit
+                    .grown_to(refiner.dit)
+                    .map_err(TrainError::task)?;
+                println!("refiner grown from {have} to {want} layers");
+                Refiner {
+                    dit,
+                    config: refiner_config.clone(),
+                    ..trained
+                }
+            } else {
+                init_from(refiner, &refiner_config, &path, "refiner", training_only)?
+            };
             if semantic_dim > 0 {
                 if inputs.init_compressor {
                     compressor = init_from(

@@ -79,6 +79,7 @@ enum TrainCommand {
 }
 
 fn main() {
+    semgen_pipeline::backend::keep_freed_memory();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Parity(args) => parity::run(args),

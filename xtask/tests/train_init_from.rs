@@ -152,6 +152,28 @@ fn a_fine_tune_starts_from_its_init_from_weights_and_refuses_another_architectur
         let b = weights(&dir.path().join("tuned").join(file));
         assert!(max_diff(&a, &b) < 1e-6, "{file}: {}", max_diff(&a, &b));
     }
+    // A deeper refiner grows from the stored one, as stage 1 does: the stored blocks, then an
+    // identity block; the compression MLP is the base run's.
+    let grown = ok(&train(
+        dir.path(),
+        "grown",
+        &config(2, 1e-9, 1000, 7, &from, "").replace("layers = 1", "layers = 2"),
+    ));
+    assert!(
+        grown.contains("refiner grown from 1 to 2 layers"),
+        "{grown}"
+    );
+    let grown_dir = dir.path().join("grown");
+    assert_grown_by_one_block(
+        &base.join("refiner.safetensors"),
+        &grown_dir.join("refiner.safetensors"),
+    );
+    let mlp = max_diff(
+        &weights(&base.join("compressor.safetensors")),
+        &weights(&grown_dir.join("compressor.safetensors")),
+    );
+    assert!(mlp < 1e-6, "compressor moved by {mlp}");
+
     // init_compressor = false (a refiner moved onto another encoder): the refiner is the base
     // run's, the compression MLP a fresh one of seed 7.
     let moved = ok(&train(
@@ -436,10 +458,16 @@ fn a_stage_1_fine_tune_starts_from_its_init_from_weights_in_their_z_space() {
     assert!(grown.contains("grown from 1 to 2 layers"), "{grown}");
     let grown_file = dir.path().join("grown/semantic_dit.safetensors");
     assert_eq!(stored_config(&grown_file)["dit"]["num_layers"], 2);
+    assert_grown_by_one_block(&base, &grown_file);
+}
+
+/// `grown` holds every tensor of `base` unchanged, and a second block whose output projections
+/// are zero (an identity block).
+fn assert_grown_by_one_block(base: &Path, grown: &Path) {
     let base_weights: std::collections::HashMap<String, Vec<f32>> =
-        weights(&base).into_iter().collect();
+        weights(base).into_iter().collect();
     let mut new_outputs = 0;
-    for (name, values) in weights(&grown_file) {
+    for (name, values) in weights(grown) {
         let largest = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
         match base_weights.get(&name) {
             Some(stored) => {

@@ -365,6 +365,7 @@ fn info(args: InfoArgs) -> Result<()> {
 }
 
 fn main() {
+    semgen_pipeline::backend::keep_freed_memory();
     let cli = Cli::parse();
     let filter = if cli.quiet { "error" } else { "warn" };
     let _ = tracing_subscriber::fmt()
