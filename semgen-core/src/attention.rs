@@ -49,7 +49,7 @@ pub enum AttentionKernel {
 /// which the CPU backend adds element by element (umT5 small at 1/4 of the budget: 1.6×
 /// slower). Measured trade-off (docs/benchmarks.md, session 22): at 4× this budget the 16×
 /// window row of the refiner peaks at 1.32–1.38× the RSS of the 1× row (the goal is 1.3×),
-/// at this one 1.2×, for about 15 % more time on the 16× full-attention row.
+/// at this one 1.20–1.23×, for 20–25 % more time on the 16× full-attention row.
 pub const COMPOSED_SCORE_BUDGET: usize = 1 << 18;
 
 impl AttentionKernel {

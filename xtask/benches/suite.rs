@@ -68,6 +68,8 @@ impl AutodiffTask for Register<'_> {
 }
 
 fn benches(c: &mut Criterion) {
+    // As the `semgen` and `xtask` binaries do (docs/benchmarks.md, fix 10).
+    semgen_pipeline::backend::keep_freed_memory();
     let device: DeviceSpec = std::env::var("SEMGEN_BENCH_DEVICE")
         .unwrap_or_else(|_| "cpu".into())
         .parse()
