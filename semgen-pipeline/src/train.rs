@@ -877,6 +877,95 @@ where
     Ok(module)
 }
 
+/// A stage whose `init_from` may hold fewer blocks than this run's model (depth growth).
+trait GrowsInDepth<B: Backend>: Module<B> + burn::store::ModuleSnapshot<B> {
+    type Config: serde::de::DeserializeOwned
+        + crate::model::ParamFloor
+        + PartialEq
+        + std::fmt::Debug;
+    fn num_layers(config: &Self::Config) -> usize;
+    /// `config` with `layers` blocks.
+    fn with_num_layers(config: &Self::Config, layers: usize) -> Self::Config;
+    fn build(config: &Self::Config, device: &B::Device) -> Result<Self, TrainError>;
+    /// This model's blocks, then `deeper`'s extra blocks as identities (`WanDit::grown_to`);
+    /// `deeper`'s config, every other weight this model's.
+    fn grown_into(self, deeper: Self) -> Result<Self, TrainError>;
+}
+
+impl<B: Backend> GrowsInDepth<B> for Refiner<B> {
+    type Config = RefinerConfig;
+    fn num_layers(config: &RefinerConfig) -> usize {
+        config.dit.num_layers
+    }
+    fn with_num_layers(config: &RefinerConfig, layers: usize) -> RefinerConfig {
+        let mut config = config.clone();
+        config.dit.num_layers = layers;
+        config
+    }
+    fn build(config: &RefinerConfig, device: &B::Device) -> Result<Self, TrainError> {
+        config.init::<B>(device).map_err(TrainError::task)
+    }
+    fn grown_into(self, deeper: Self) -> Result<Self, TrainError> {
+        let dit = self.dit.grown_to(deeper.dit).map_err(TrainError::task)?;
+        Ok(Refiner {
+            dit,
+            config: deeper.config,
+            ..self
+        })
+    }
+}
+
+impl<B: Backend> GrowsInDepth<B> for SemanticDit<B> {
+    type Config = SemanticDitConfig;
+    fn num_layers(config: &SemanticDitConfig) -> usize {
+        config.dit.num_layers
+    }
+    fn with_num_layers(config: &SemanticDitConfig, layers: usize) -> SemanticDitConfig {
+        let mut config = config.clone();
+        config.dit.num_layers = layers;
+        config
+    }
+    fn build(config: &SemanticDitConfig, device: &B::Device) -> Result<Self, TrainError> {
+        config.init::<B>(device).map_err(TrainError::task)
+    }
+    fn grown_into(self, deeper: Self) -> Result<Self, TrainError> {
+        let dit = self.dit.grown_to(deeper.dit).map_err(TrainError::task)?;
+        Ok(SemanticDit {
+            dit,
+            config: deeper.config,
+        })
+    }
+}
+
+/// [`init_from`], except that a stored model (config `stored`) with fewer blocks than `config`
+/// is loaded at its own depth and grown into `model` (identity blocks behind the stored ones),
+/// so the fine-tune starts from the trained function with more capacity.
+fn init_from_or_grow<B: Backend, M: GrowsInDepth<B>>(
+    model: M,
+    config: &M::Config,
+    stored: &M::Config,
+    path: &Path,
+    component: &str,
+    training_only: fn(&mut M::Config, &M::Config),
+    device: &B::Device,
+) -> Result<M, TrainError> {
+    let (have, want) = (M::num_layers(stored), M::num_layers(config));
+    if have >= want {
+        return init_from(model, config, path, component, training_only);
+    }
+    let shallower = M::with_num_layers(config, have);
+    let trained = init_from(
+        M::build(&shallower, device)?,
+        &shallower,
+        path,
+        component,
+        training_only,
+    )?;
+    let grown = trained.grown_into(model)?;
+    println!("{component} grown from {have} to {want} layers");
+    Ok(grown)
+}
+
 /// The modules trained together in stage 2.
 #[derive(Module, Debug)]
 pub struct RefinerPair<B: Backend> {
@@ -977,32 +1066,15 @@ impl<B: AutodiffBackend> RefinerTask<B> {
             };
             let stored: RefinerConfig =
                 crate::model::stored_config(&path, "refiner").map_err(TrainError::task)?;
-            let (have, want) = (stored.dit.num_layers, refiner_config.dit.num_layers);
-            refiner = if have < want {
-                // Depth growth, as for stage 1: the stored blocks, then identity blocks
-                // (`WanDit::grown_to`), so the fine-tune starts from the trained function.
-                let mut stored_shape = refiner_config.clone();
-                stored_shape.dit.num_layers = have;
-                let trained = init_from(
-                    stored_shape.init::<B>(device).map_err(TrainError::task)?,
-                    &stored_shape,
-                    &path,
-                    "refiner",
-                    training_only,
-                )?;
-                let dit = trained
-                    .dit
-                    .grown_to(refiner.dit)
-                    .map_err(TrainError::task)?;
-                println!("refiner grown from {have} to {want} layers");
-                Refiner {
-                    dit,
-                    config: refiner_config.clone(),
-                    ..trained
-                }
-            } else {
-                init_from(refiner, &refiner_config, &path, "refiner", training_only)?
-            };
+            refiner = init_from_or_grow(
+                refiner,
+                &refiner_config,
+                &stored,
+                &path,
+                "refiner",
+                training_only,
+                device,
+            )?;
             if semantic_dim > 0 {
                 if inputs.init_compressor {
                     compressor = init_from(
@@ -1268,28 +1340,15 @@ impl<B: AutodiffBackend> SemanticTask<B> {
                 stored.text_drop = run.text_drop;
                 stored.timesteps = run.timesteps.clone();
             };
-            let (have, want) = (stored.dit.num_layers, dit_config.dit.num_layers);
-            if have < want {
-                // Depth growth: the stored generator's blocks, then identity blocks, so the
-                // fine-tune starts from the trained function (`WanDit::grown_to`).
-                let mut stored_shape = dit_config.clone();
-                stored_shape.dit.num_layers = have;
-                let trained = init_from(
-                    stored_shape.init::<B>(device).map_err(TrainError::task)?,
-                    &stored_shape,
-                    path,
-                    "semantic_dit",
-                    training_only,
-                )?;
-                let dit = trained.dit.grown_to(model.dit).map_err(TrainError::task)?;
-                model = SemanticDit {
-                    dit,
-                    config: dit_config.clone(),
-                };
-                println!("semantic_dit grown from {have} to {want} layers");
-            } else {
-                model = init_from(model, &dit_config, path, "semantic_dit", training_only)?;
-            }
+            model = init_from_or_grow(
+                model,
+                &dit_config,
+                stored,
+                path,
+                "semantic_dit",
+                training_only,
+                device,
+            )?;
         }
         Ok((
             Self {
