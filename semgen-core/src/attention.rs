@@ -171,7 +171,8 @@ fn composed_attention_in_chunks<B: Backend>(
                 v.clone().narrow(1, h0, hn),
             );
             let bias = bias.as_ref().map(|t| part(t, 1, h0, hn));
-            if heads > 1 || queries >= n {
+            // Groups of several heads fit the budget whole, so `queries ≥ n` holds for them.
+            if queries >= n {
                 return attend(q, &k, &v, bias);
             }
             let rows = (0..n)

@@ -24,15 +24,16 @@ use semgen_core::device::DeviceSpec;
 /// free; the next allocation then page-faults every page again. On the 2-core machine page
 /// faults were 14 % of a DiT small forward's samples, and with the buffers kept that forward
 /// takes a quarter less time (52 → 40 ms; docs/benchmarks.md, session 22, fix 10). Cost: the
-/// heap stays at its peak
-/// until the process ends, which a generation or a training run reaches anyway.
+/// heap stays at its peak until the process ends, which a generation or a training run
+/// reaches anyway.
 /// `SEMGEN_KEEP_FREED_MEMORY=0` leaves glibc's defaults (to compare, or to share a machine).
 pub fn keep_freed_memory() {
     if std::env::var("SEMGEN_KEEP_FREED_MEMORY").as_deref() == Ok("0") {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before any thread is started.
+    // SAFETY: mallopt only sets allocator parameters (under glibc's own lock); no memory is
+    // touched.
     unsafe {
         // Blocks up to 1 GiB (attention scores, VAE activations) come from the heap.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
