@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Retrains the shipped Shapes model after the encoder (runs/encoder): the VAE in two phases
-# (image, then inflated to video), the refiner + compression MLP on the new latents, the
-# semantic generator on the new z_sem, assembles checkpoints/shapes-small, fine-tunes the
-# assembled VAE's decoder (encoder frozen: the latents stage 2 learned stay the same), fine-tunes
-# stage 2 with the object cells weighted up and retrains stage 1 on its MLP, fine-tunes the decoder
-# once more (object pixels weighted 20x, fresh clips; session 15), and evaluates; then trains and
-# evaluates the VAE-space baseline on the result (Base-CT-Swin with the same recipe; session 18).
+# Retrains the shipped Shapes model (docs/training.md), in two parts.
+#
+# v1 (the model shipped until session 22, kept in checkpoints/shapes-small-v1): after the encoder
+# (runs/encoder), the VAE in two phases (image, then inflated to video), the refiner +
+# compression MLP on the new latents, the semantic generator on the new z_sem, assembly into
+# checkpoints/shapes-small-v1, the assembled VAE's decoder fine-tuned (encoder frozen: the
+# latents stage 2 learned stay the same), stage 2 fine-tuned with the object cells weighted up
+# and stage 1 retrained on its MLP, the decoder fine-tuned once more (object pixels weighted
+# 20x, fresh clips; session 15), evaluations; then the VAE-space baseline on the result
+# (Base-CT-Swin with the same recipe; session 18).
+#
+# v2 (shipped since session 23, checkpoints/shapes-small): v1's stage 2 moved onto the
+# session-14 semantic encoder (checkpoints/encoder-next, docs/encoder.md) with a fresh
+# compression MLP, trained on the posterior mean (configs/shapes-small/v2/01-07), a stage 1 on
+# that MLP trained on clips and whole stories (08-11), v1's VAE decoder fine-tuned a fifth time
+# (12) under stage 2's latent statistics, assembly into checkpoints/shapes-small, evaluations.
+#
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline)
-# The decoder step starts from checkpoints/shapes-small/vae.safetensors, so run it once per assembly;
-# the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from the
-# decoder step's VAE installed in checkpoints/shapes-small.
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval)
+# The decoder step starts from checkpoints/shapes-small-v1/vae.safetensors, so run it once per
+# assembly; the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from
+# the decoder step's VAE installed in checkpoints/shapes-small-v1.
 # VAE_RESUME=--resume continues an interrupted video phase in runs/vae.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,24 +43,24 @@ if step semantic; then
   $x train semantic --config configs/shapes-small/semantic.toml --out runs/semantic > runs/semantic.log 2>&1
 fi
 if step assemble; then
-  scripts/assemble-model.sh runs/encoder runs/refiner runs/semantic checkpoints/shapes-small
+  scripts/assemble-model.sh runs/encoder runs/refiner runs/semantic checkpoints/shapes-small-v1
 fi
 if step decoder; then
   $x train vae --config semgen-vae/configs/shapes-small-decoder.toml --out runs/vae-decoder > runs/vae-decoder.log 2>&1
-  cp runs/vae-decoder/vae.safetensors checkpoints/shapes-small/.vae.safetensors.tmp
-  mv checkpoints/shapes-small/.vae.safetensors.tmp checkpoints/shapes-small/vae.safetensors
+  cp runs/vae-decoder/vae.safetensors checkpoints/shapes-small-v1/.vae.safetensors.tmp
+  mv checkpoints/shapes-small-v1/.vae.safetensors.tmp checkpoints/shapes-small-v1/vae.safetensors
   python3 - <<'PY'
 import json, os, struct
-p = "checkpoints/shapes-small/model.json"
+p = "checkpoints/shapes-small-v1/model.json"
 m = json.load(open(p))
-f = open("checkpoints/shapes-small/vae.safetensors", "rb")
+f = open("checkpoints/shapes-small-v1/vae.safetensors", "rb")
 meta = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
 m.setdefault("provenance", {})["vae_decoder_run"] = {
     "config": "semgen-vae/configs/shapes-small-decoder.toml", "step": int(meta["semgen.step"])}
 json.dump(m, open(p + ".tmp", "w"), indent=2)
 os.replace(p + ".tmp", p)
 PY
-  $x eval-vae --checkpoint checkpoints/shapes-small/vae.safetensors --count 32 > runs/vae-decoder-eval.log 2>&1
+  $x eval-vae --checkpoint checkpoints/shapes-small-v1/vae.safetensors --count 32 > runs/vae-decoder-eval.log 2>&1
 fi
 if step objects; then
   # Stage 2 fine-tuned with object cells weighted up (1000 steps, then 2000 with the compression
@@ -59,14 +69,14 @@ if step objects; then
   $x train semantic --config configs/shapes-small/semantic-objects.toml --out runs/semantic-objects > runs/semantic-objects.log 2>&1
   $x train refiner --config configs/shapes-small/refiner-objects-frozen.toml --out runs/refiner-objects-frozen > runs/refiner-objects-frozen.log 2>&1
   for f in refiner compressor; do
-    cp runs/refiner-objects-frozen/$f.safetensors checkpoints/shapes-small/.$f.safetensors.tmp
-    mv checkpoints/shapes-small/.$f.safetensors.tmp checkpoints/shapes-small/$f.safetensors
+    cp runs/refiner-objects-frozen/$f.safetensors checkpoints/shapes-small-v1/.$f.safetensors.tmp
+    mv checkpoints/shapes-small-v1/.$f.safetensors.tmp checkpoints/shapes-small-v1/$f.safetensors
   done
-  cp runs/semantic-objects/semantic_dit.safetensors checkpoints/shapes-small/.semantic_dit.safetensors.tmp
-  mv checkpoints/shapes-small/.semantic_dit.safetensors.tmp checkpoints/shapes-small/semantic_dit.safetensors
+  cp runs/semantic-objects/semantic_dit.safetensors checkpoints/shapes-small-v1/.semantic_dit.safetensors.tmp
+  mv checkpoints/shapes-small-v1/.semantic_dit.safetensors.tmp checkpoints/shapes-small-v1/semantic_dit.safetensors
   python3 - <<'PY'
 import json, os
-p = "checkpoints/shapes-small/model.json"
+p = "checkpoints/shapes-small-v1/model.json"
 m = json.load(open(p))
 last = lambda run: [json.loads(l) for l in open(f"{run}/train_log.jsonl")][-1]
 prov = m.setdefault("provenance", {})
@@ -80,11 +90,11 @@ PY
 fi
 if step decoder-objects; then
   $x train vae --config semgen-vae/configs/shapes-small-decoder-objects.toml --out runs/vae-decoder-objects > runs/vae-decoder-objects.log 2>&1
-  cp runs/vae-decoder-objects/vae.safetensors checkpoints/shapes-small/.vae.safetensors.tmp
-  mv checkpoints/shapes-small/.vae.safetensors.tmp checkpoints/shapes-small/vae.safetensors
+  cp runs/vae-decoder-objects/vae.safetensors checkpoints/shapes-small-v1/.vae.safetensors.tmp
+  mv checkpoints/shapes-small-v1/.vae.safetensors.tmp checkpoints/shapes-small-v1/vae.safetensors
   python3 - <<'PY2'
 import json, os
-p = "checkpoints/shapes-small/model.json"
+p = "checkpoints/shapes-small-v1/model.json"
 m = json.load(open(p))
 m.setdefault("provenance", {})["vae_decoder_run"] = {
     "config": "semgen-vae/configs/shapes-small-decoder-objects.toml", "step": 1500,
@@ -92,13 +102,13 @@ m.setdefault("provenance", {})["vae_decoder_run"] = {
 json.dump(m, open(p + ".tmp", "w"), indent=2)
 os.replace(p + ".tmp", p)
 PY2
-  $x eval-vae --checkpoint checkpoints/shapes-small/vae.safetensors --count 32 > runs/vae-decoder-objects-eval.log 2>&1
+  $x eval-vae --checkpoint checkpoints/shapes-small-v1/vae.safetensors --count 32 > runs/vae-decoder-objects-eval.log 2>&1
 fi
 if step eval; then
-  $x eval --checkpoint checkpoints/shapes-small --count 100 --source vae --out docs/results/pipeline-vae-ceiling.jsonl > runs/eval-vae.log 2>&1
-  $x eval --checkpoint checkpoints/shapes-small --count 100 --out docs/results/pipeline-generated.jsonl > runs/eval-generated.log 2>&1
-  $x eval --checkpoint checkpoints/shapes-small --count 100 --source real --out docs/results/pipeline-real.jsonl > runs/eval-real.log 2>&1
-  $x eval --checkpoint checkpoints/shapes-small --count 100 --source swapped --out docs/results/pipeline-swapped.jsonl > runs/eval-swapped.log 2>&1
+  $x eval --checkpoint checkpoints/shapes-small-v1 --count 100 --source vae --out docs/results/pipeline-vae-ceiling.jsonl > runs/eval-vae.log 2>&1
+  $x eval --checkpoint checkpoints/shapes-small-v1 --count 100 --out docs/results/pipeline-generated.jsonl > runs/eval-generated.log 2>&1
+  $x eval --checkpoint checkpoints/shapes-small-v1 --count 100 --source real --out docs/results/pipeline-real.jsonl > runs/eval-real.log 2>&1
+  $x eval --checkpoint checkpoints/shapes-small-v1 --count 100 --source swapped --out docs/results/pipeline-swapped.jsonl > runs/eval-swapped.log 2>&1
 fi
 if step baseline; then
   # The baseline's three phases mirror refiner.toml, refiner-objects.toml and
@@ -106,7 +116,30 @@ if step baseline; then
   for c in baseline baseline-objects baseline-objects-2; do
     $x train refiner --config configs/shapes-small/$c.toml --out runs/$c > runs/$c.log 2>&1
   done
-  scripts/assemble-model.sh checkpoints/shapes-small runs/baseline-objects-2 - runs/model-baseline
+  scripts/assemble-model.sh checkpoints/shapes-small-v1 runs/baseline-objects-2 - runs/model-baseline
   $x eval --checkpoint runs/model-baseline --count 100 --out docs/results/pipeline-baseline.jsonl > runs/eval-baseline.log 2>&1
+fi
+if step v2; then
+  # Stage 2 on the session-14 encoder: phase 1 moves v1's refiner onto it with a fresh MLP that
+  # learns; every later phase keeps that MLP frozen (stage 1 learns its space), on the posterior
+  # mean; phases 5-7 each on 2048 fresh clips. Stage 1 on phase 1's MLP: clips, then clips and
+  # whole stories. Then v1's decoder once more (encoder frozen) under phase 7's statistics.
+  mkdir -p runs/v2
+  for c in 01-refiner-p1 02-refiner-p2 03-refiner-p3 04-refiner-p4 05-refiner-fresh1 06-refiner-fresh2 07-refiner-fresh3; do
+    $x train refiner --config configs/shapes-small/v2/$c.toml --out runs/v2/$c > runs/v2/$c.log 2>&1
+  done
+  for c in 08-semantic-1 09-semantic-2 10-semantic-3 11-semantic-4; do
+    $x train semantic --config configs/shapes-small/v2/$c.toml --out runs/v2/$c > runs/v2/$c.log 2>&1
+  done
+  $x train vae --config configs/shapes-small/v2/12-vae-decoder-p5.toml --out runs/v2/12-vae-decoder-p5 > runs/v2/12-vae-decoder-p5.log 2>&1
+  python3 scripts/splice-vae-stats.py runs/v2/12-vae-decoder-p5/vae.safetensors \
+    runs/v2/07-refiner-fresh3/vae.safetensors runs/v2/07-refiner-fresh3/vae.safetensors
+  scripts/assemble-model.sh checkpoints/encoder-next runs/v2/07-refiner-fresh3 runs/v2/11-semantic-4 checkpoints/shapes-small
+fi
+if step v2-eval; then
+  $x eval --checkpoint checkpoints/shapes-small --count 100 --source vae --out docs/results/v2/pipeline-vae-ceiling.jsonl > runs/v2/eval-vae.log 2>&1
+  for k in generated real swapped; do
+    $x eval --checkpoint checkpoints/shapes-small --count 100 --source $k --out docs/results/v2/pipeline-$k.jsonl > runs/v2/eval-$k.log 2>&1
+  done
 fi
 echo "retrained from $first"

@@ -1487,6 +1487,71 @@ mod tests {
     }
 
     #[test]
+    fn the_v2_lineage_configs_parse_and_chain() {
+        // configs/shapes-small/v2/NN-*.toml, the shipped model's steps in order: each parses as
+        // its kind (refiner, semantic, vae), every run folder it reads is an earlier step's
+        // (runs/v2/<file stem>), and stage 2 after its first phase keeps its MLP frozen on the
+        // posterior mean, so stage 1's space never moves under it.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shapes-small/v2");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 12, "{names:?}");
+        let earlier = |path: &Path, index: usize| {
+            let Ok(run) = path.strip_prefix("runs/v2") else {
+                return;
+            };
+            let stem = run.to_string_lossy().to_string();
+            let at = names
+                .iter()
+                .position(|n| n.trim_end_matches(".toml") == stem);
+            assert!(
+                matches!(at, Some(a) if a < index),
+                "{}: {stem}",
+                names[index]
+            );
+        };
+        for (index, name) in names.iter().enumerate() {
+            assert!(name.starts_with(&format!("{:02}-", index + 1)), "{name}");
+            let path = dir.join(name);
+            if name.contains("-vae-") {
+                let c = semgen_vae::train::VaeTrainConfig::load(&path).unwrap();
+                assert!(
+                    c.train.decoder_only,
+                    "{name}: the latents stage 2 learned must stay"
+                );
+                continue;
+            }
+            let inputs = if name.contains("-semantic-") {
+                let c = read_toml::<SemanticTrainConfig>(&path).unwrap();
+                assert_eq!(
+                    c.inputs.refiner.as_deref(),
+                    Some(Path::new("runs/v2/01-refiner-p1"))
+                );
+                c.inputs
+            } else {
+                let c = read_toml::<RefinerTrainConfig>(&path).unwrap();
+                let first = index == 0;
+                assert_eq!(c.model.freeze_compressor, !first, "{name}");
+                assert_eq!(c.model.posterior_noise, 0.0, "{name}");
+                assert_eq!(c.inputs.init_compressor, !first, "{name}");
+                c.inputs
+            };
+            assert_eq!(
+                inputs.encoder,
+                Path::new("checkpoints/encoder-next"),
+                "{name}"
+            );
+            for p in inputs.refiner.iter().chain(&inputs.init_from) {
+                earlier(p, index);
+            }
+        }
+    }
+
+    #[test]
     fn text_drop_is_read_and_left_out_of_the_config_text_at_its_default() {
         // The experiments key their runs by the config's TOML text: a new setting at its
         // default must not change that text, and a set value must survive the round trip.

@@ -262,7 +262,7 @@ impl VaeTrainConfig {
         }
     }
 
-    /// `configs/shapes-small.toml`: phase 2 of the shipped VAE, phase 1 inflated to video and
+    /// `configs/shapes-small.toml`: phase 2 of the VAE, phase 1 inflated to video and
     /// trained on 9-frame 32×32 windows of 17×64×64 Shapes clips.
     pub fn shapes_small() -> Self {
         Self {
@@ -306,7 +306,7 @@ impl VaeTrainConfig {
         }
     }
 
-    /// `configs/shapes-small-decoder.toml`: phase 3 of the shipped VAE, the decoder of the
+    /// `configs/shapes-small-decoder.toml`: phase 3 of the VAE, the decoder of the
     /// assembled model's VAE fine-tuned on whole 9×64×64 clips with the encoder frozen and
     /// object pixels weighted 5× (latents and their statistics unchanged). Written as its
     /// differences from phase 2.
@@ -314,7 +314,7 @@ impl VaeTrainConfig {
         let phase2 = Self::shapes_small();
         Self {
             model: ModelSection {
-                init_from: Some("checkpoints/shapes-small/vae.safetensors".into()),
+                init_from: Some("checkpoints/shapes-small-v1/vae.safetensors".into()),
                 inflate: false,
                 ..phase2.model
             },
@@ -339,7 +339,7 @@ impl VaeTrainConfig {
         }
     }
 
-    /// `configs/shapes-small-decoder-objects.toml`: phase 4 of the shipped VAE (session 15), the
+    /// `configs/shapes-small-decoder-objects.toml`: phase 4 of the VAE (session 15; v1 ships it), the
     /// phase-3 decoder fine-tuned again with the encoder frozen, on fresh clips (world seed 1),
     /// a new schedule, and object pixels weighted 20×: more of the oracle's hits on the
     /// reconstructions for a fraction of a dB of PSNR (docs/vae.md).

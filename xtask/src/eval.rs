@@ -23,9 +23,13 @@ use std::path::PathBuf;
 pub struct EvalArgs {
     #[arg(long, default_value = "checkpoints/shapes-small")]
     pub checkpoint: PathBuf,
-    /// Prompts (clips 0..N of the split).
+    /// Prompts (clips FIRST..FIRST+N of the split).
     #[arg(long, default_value_t = 100)]
     pub count: u64,
+    /// The first clip of the split to use: reported figures use clips 0..100, and a later range
+    /// (e.g. `--first 100 --count 300`) gives prompts no earlier choice has looked at.
+    #[arg(long, default_value_t = 0)]
+    pub first: u64,
     /// `test` (the held-out prompts every reported figure uses) or `val` (for choosing
     /// sampling settings without looking at the test prompts).
     #[arg(long, default_value = "test")]
@@ -103,7 +107,7 @@ impl BackendTask for Eval {
         let mut drifts = Vec::new();
         let mut confusion = MotionConfusion::default();
         let mut lines = String::new();
-        for i in 0..a.count {
+        for i in a.first..a.first + a.count {
             let (clip, video) = sample_test_clip(
                 &model,
                 &world,
@@ -116,7 +120,7 @@ impl BackendTask for Eval {
             )?;
             let prompt = clip.prompt();
             if let Some(dir) = &a.gifs {
-                if i < 8 {
+                if i < a.first + 8 {
                     std::fs::create_dir_all(dir)?;
                     semgen_data::writers::write_gif(
                         &video,
@@ -142,6 +146,7 @@ impl BackendTask for Eval {
             "source": a.source,
             "split": a.split,
             "prompts": a.count,
+            "first": a.first,
             "segments": a.segments,
             "refiner_guidance": model.settings.refiner_guidance,
             "refiner_semantic_guidance": model.settings.refiner_semantic_guidance,

@@ -83,8 +83,9 @@ pub struct ExperimentArgs {
     #[arg(long)]
     pub quick: bool,
     /// Model folder whose VAE, semantic encoder and text encoder every arm starts from (and
-    /// the model `low-fps` probes).
-    #[arg(long, default_value = "checkpoints/shapes-small")]
+    /// the model `low-fps` probes). The figures in docs/results.md were measured on v1's
+    /// (session 3's encoder); `--model checkpoints/shapes-small` runs them on v2's.
+    #[arg(long, default_value = "checkpoints/shapes-small-v1")]
     pub model: PathBuf,
     /// Folder of the stage configs the arms start from.
     #[arg(long, default_value = "configs/shapes-small")]
@@ -809,7 +810,7 @@ impl<B: AutodiffBackend> Ctx<B> {
         if self.args.quick {
             command += " --quick";
         }
-        if self.args.model != Path::new("checkpoints/shapes-small") {
+        if self.args.model != Path::new("checkpoints/shapes-small-v1") {
             command += &format!(" --model {}", self.args.model.display());
         }
         if self.args.object_weight != 5.0 {

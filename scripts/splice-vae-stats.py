@@ -4,7 +4,7 @@ statistics (`latents_mean`, `latents_std` in the `semgen.config` metadata) come 
 Session 18 used it to put the phase-5 decoder (runs/s18/dec-p5, the shipped statistics) under the
 fresh-pool stage 2 (runs/s18/ref-ship-fresh, statistics measured on its 2048-clip pool):
 
-    python3 docs/results/stage2-s18/splice-vae-stats.py runs/s18/dec-p5/vae.safetensors \
+    python3 scripts/splice-vae-stats.py runs/s18/dec-p5/vae.safetensors \
         runs/s18/ref-ship-fresh/vae.safetensors OUT.safetensors
 """
 import json, os, struct, sys

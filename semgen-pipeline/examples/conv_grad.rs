@@ -1,0 +1,92 @@
+//! Forward and backward cost of the VAE's convolutions on the CPU backend (Flex), the
+//! measurement behind docs/benchmarks.md "VAE training: the convolution's backward":
+//!
+//! ```text
+//! cargo run --release -p semgen-pipeline --example conv_grad
+//! ```
+//!
+//! For the shapes of the shipped VAE's decoder (channels, frames incl. the causal padding,
+//! side), the median of 5 runs after a warm-up: a 3×3×3 `conv3d` forward; forward + backward
+//! for the input and the weight; the input gradient alone; the weight gradient alone; and the
+//! same for the per-frame 3×3 `conv2d` the resampling layers use.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::module::{conv2d, conv3d};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Distribution, Tensor};
+use std::time::Instant;
+
+type B = Flex;
+type A = Autodiff<Flex>;
+
+fn median_ms(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[2]
+}
+
+fn main() {
+    let d = Default::default();
+    println!(
+        "| shape (C, T, H=W) | op | forward | fwd + bwd (x and w) | x grad only | w grad only |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (c, t, h) in [
+        (16usize, 11usize, 64usize),
+        (32, 11, 32),
+        (32, 7, 16),
+        (32, 5, 8),
+    ] {
+        let x = Tensor::<B, 5>::random([1, c, t, h, h], Distribution::Normal(0.0, 1.0), &d);
+        let w = Tensor::<B, 5>::random([c, c, 3, 3, 3], Distribution::Normal(0.0, 0.1), &d);
+        let opt = ConvOptions::new([1, 1, 1], [0, 1, 1], [1, 1, 1], 1);
+        let run = |xg: bool, wg: bool| {
+            let xa = Tensor::<A, 5>::from_inner(x.clone());
+            let wa = Tensor::<A, 5>::from_inner(w.clone());
+            let xa = if xg { xa.require_grad() } else { xa };
+            let wa = if wg { wa.require_grad() } else { wa };
+            median_ms(|| {
+                let g = conv3d(xa.clone(), wa.clone(), None, opt.clone())
+                    .sum()
+                    .backward();
+                if xg {
+                    let _ = xa.grad(&g).unwrap().into_data();
+                }
+                if wg {
+                    let _ = wa.grad(&g).unwrap().into_data();
+                }
+            })
+        };
+        let fwd = median_ms(|| {
+            let _ = conv3d(x.clone(), w.clone(), None, opt.clone()).into_data();
+        });
+        println!(
+            "| {c}, {t}, {h} | conv3d 3×3×3 | {fwd:.1} | {:.1} | {:.1} | {:.1} |",
+            run(true, true),
+            run(true, false),
+            run(false, true)
+        );
+        let x2 = Tensor::<B, 4>::random([t, c, h, h], Distribution::Normal(0.0, 1.0), &d);
+        let w2 = Tensor::<B, 4>::random([c, c, 3, 3], Distribution::Normal(0.0, 0.1), &d);
+        let o2 = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let fwd2 = median_ms(|| {
+            let _ = conv2d(x2.clone(), w2.clone(), None, o2.clone()).into_data();
+        });
+        let xa2 = Tensor::<A, 4>::from_inner(x2.clone()).require_grad();
+        let wa2 = Tensor::<A, 4>::from_inner(w2.clone()).require_grad();
+        let both2 = median_ms(|| {
+            let g = conv2d(xa2.clone(), wa2.clone(), None, o2.clone())
+                .sum()
+                .backward();
+            let _ = wa2.grad(&g).unwrap().into_data();
+        });
+        println!("| {c}, {t}, {h} | conv2d 3×3 per frame | {fwd2:.1} | {both2:.1} | | |");
+    }
+}
