@@ -107,7 +107,11 @@ impl BackendTask for Eval {
         let mut drifts = Vec::new();
         let mut confusion = MotionConfusion::default();
         let mut lines = String::new();
-        for i in a.first..a.first + a.count {
+        let end = a
+            .first
+            .checked_add(a.count)
+            .context("--first + --count must fit in 64 bits")?;
+        for i in a.first..end {
             let (clip, video) = sample_test_clip(
                 &model,
                 &world,

@@ -76,6 +76,9 @@ impl Experiment {
     }
 }
 
+/// The model whose frozen VAE and encoders the experiments' figures were measured on (v1).
+const V1_MODEL: &str = "checkpoints/shapes-small-v1";
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExperimentArgs {
     pub name: Experiment,
@@ -85,7 +88,7 @@ pub struct ExperimentArgs {
     /// Model folder whose VAE, semantic encoder and text encoder every arm starts from (and
     /// the model `low-fps` probes). The figures in docs/results.md were measured on v1's
     /// (session 3's encoder); `--model checkpoints/shapes-small` runs them on v2's.
-    #[arg(long, default_value = "checkpoints/shapes-small-v1")]
+    #[arg(long, default_value = V1_MODEL)]
     pub model: PathBuf,
     /// Folder of the stage configs the arms start from.
     #[arg(long, default_value = "configs/shapes-small")]
@@ -810,7 +813,7 @@ impl<B: AutodiffBackend> Ctx<B> {
         if self.args.quick {
             command += " --quick";
         }
-        if self.args.model != Path::new("checkpoints/shapes-small-v1") {
+        if self.args.model != Path::new(V1_MODEL) {
             command += &format!(" --model {}", self.args.model.display());
         }
         if self.args.object_weight != 5.0 {
