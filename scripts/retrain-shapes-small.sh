@@ -124,17 +124,21 @@ if step v2; then
   # learns; every later phase keeps that MLP frozen (stage 1 learns its space), on the posterior
   # mean; phases 5-7 each on 2048 fresh clips. Stage 1 on phase 1's MLP: clips, then clips and
   # whole stories. Then v1's decoder once more (encoder frozen) under phase 7's statistics.
+  # Every file of configs/shapes-small/v2 in order, its kind in its name (as the chain test
+  # reads them); the last refiner run's statistics go under the last decoder, then assembly.
   mkdir -p runs/v2
-  for c in 01-refiner-p1 02-refiner-p2 03-refiner-p3 04-refiner-p4 05-refiner-fresh1 06-refiner-fresh2 07-refiner-fresh3; do
-    $x train refiner --config configs/shapes-small/v2/$c.toml --out runs/v2/$c > runs/v2/$c.log 2>&1
+  for f in configs/shapes-small/v2/*.toml; do
+    n=$(basename "$f" .toml)
+    case $n in
+      *-refiner-*) kind=refiner ;; *-semantic-*) kind=semantic ;; *-vae-*) kind=vae ;;
+      *) echo "unknown step $n" >&2; exit 1 ;;
+    esac
+    $x train $kind --config "$f" --out runs/v2/$n > runs/v2/$n.log 2>&1
   done
-  for c in 08-semantic-1 09-semantic-2 10-semantic-3 11-semantic-4; do
-    $x train semantic --config configs/shapes-small/v2/$c.toml --out runs/v2/$c > runs/v2/$c.log 2>&1
-  done
-  $x train vae --config configs/shapes-small/v2/12-vae-decoder-p5.toml --out runs/v2/12-vae-decoder-p5 > runs/v2/12-vae-decoder-p5.log 2>&1
-  python3 scripts/splice-vae-stats.py runs/v2/12-vae-decoder-p5/vae.safetensors \
-    runs/v2/07-refiner-fresh3/vae.safetensors runs/v2/07-refiner-fresh3/vae.safetensors
-  scripts/assemble-model.sh checkpoints/encoder-next runs/v2/07-refiner-fresh3 runs/v2/11-semantic-4 checkpoints/shapes-small
+  last() { basename "$(ls configs/shapes-small/v2/*-$1-*.toml | tail -n 1)" .toml; }
+  ref=runs/v2/$(last refiner)
+  python3 scripts/splice-vae-stats.py runs/v2/$(last vae)/vae.safetensors $ref/vae.safetensors $ref/vae.safetensors
+  scripts/assemble-model.sh checkpoints/encoder-next $ref runs/v2/$(last semantic) checkpoints/shapes-small
 fi
 if step v2-eval; then
   $x eval --checkpoint checkpoints/shapes-small --count 100 --source vae --out docs/results/v2/pipeline-vae-ceiling.jsonl > runs/v2/eval-vae.log 2>&1

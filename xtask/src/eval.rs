@@ -124,7 +124,7 @@ impl BackendTask for Eval {
             )?;
             let prompt = clip.prompt();
             if let Some(dir) = &a.gifs {
-                if i < a.first + 8 {
+                if i - a.first < 8 {
                     std::fs::create_dir_all(dir)?;
                     semgen_data::writers::write_gif(
                         &video,
