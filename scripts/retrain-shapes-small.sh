@@ -10,14 +10,18 @@
 # 20x, fresh clips; session 15), evaluations; then the VAE-space baseline on the result
 # (Base-CT-Swin with the same recipe; session 18).
 #
-# v2 (shipped since session 23, checkpoints/shapes-small): v1's stage 2 moved onto the
+# v2 (shipped in session 23, kept in checkpoints/shapes-small-v2): v1's stage 2 moved onto the
 # session-14 semantic encoder (checkpoints/encoder-next, docs/encoder.md) with a fresh
 # compression MLP, trained on the posterior mean (configs/shapes-small/v2/01-07), a stage 1 on
 # that MLP trained on clips and whole stories (08-11), v1's VAE decoder fine-tuned a fifth time
-# (12) under stage 2's latent statistics, assembly into checkpoints/shapes-small, evaluations.
+# (12) under stage 2's latent statistics, assembly into checkpoints/shapes-small-v2, evaluations.
+#
+# v3 (shipped since session 24, checkpoints/shapes-small): v2's stage 2 one round further on
+# fresh clips (configs/shapes-small/v3/01), v2's decoder spliced under its latent statistics,
+# assembled with v2's encoders and stage 1 into checkpoints/shapes-small, evaluations.
 #
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval)
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval)
 # The decoder step starts from checkpoints/shapes-small-v1/vae.safetensors, so run it once per
 # assembly; the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from
 # the decoder step's VAE installed in checkpoints/shapes-small-v1.
@@ -138,12 +142,25 @@ if step v2; then
   last() { basename "$(ls configs/shapes-small/v2/*-$1-*.toml | tail -n 1)" .toml; }
   ref=runs/v2/$(last refiner)
   python3 scripts/splice-vae-stats.py runs/v2/$(last vae)/vae.safetensors $ref/vae.safetensors $ref/vae.safetensors
-  scripts/assemble-model.sh checkpoints/encoder-next $ref runs/v2/$(last semantic) checkpoints/shapes-small
+  scripts/assemble-model.sh checkpoints/encoder-next $ref runs/v2/$(last semantic) checkpoints/shapes-small-v2
 fi
 if step v2-eval; then
-  $x eval --checkpoint checkpoints/shapes-small --count 100 --source vae --out docs/results/v2/pipeline-vae-ceiling.jsonl > runs/v2/eval-vae.log 2>&1
+  $x eval --checkpoint checkpoints/shapes-small-v2 --count 100 --source vae --out docs/results/v2/pipeline-vae-ceiling.jsonl > runs/v2/eval-vae.log 2>&1
   for k in generated real swapped; do
-    $x eval --checkpoint checkpoints/shapes-small --count 100 --source $k --out docs/results/v2/pipeline-$k.jsonl > runs/v2/eval-$k.log 2>&1
+    $x eval --checkpoint checkpoints/shapes-small-v2 --count 100 --source $k --out docs/results/v2/pipeline-$k.jsonl > runs/v2/eval-$k.log 2>&1
+  done
+fi
+if step v3; then
+  mkdir -p runs/v3
+  $x train refiner --config configs/shapes-small/v3/01-refiner-fresh4.toml --out runs/v3/01-refiner-fresh4 > runs/v3/01-refiner-fresh4.log 2>&1
+  ref=runs/v3/01-refiner-fresh4
+  python3 scripts/splice-vae-stats.py checkpoints/shapes-small-v2/vae.safetensors $ref/vae.safetensors $ref/vae.safetensors
+  mkdir -p runs/v3/semantic && cp checkpoints/shapes-small-v2/semantic_dit.safetensors runs/v3/semantic/
+  scripts/assemble-model.sh checkpoints/shapes-small-v2 $ref runs/v3/semantic checkpoints/shapes-small
+fi
+if step v3-eval; then
+  for k in vae generated real swapped; do
+    $x eval --checkpoint checkpoints/shapes-small --count 100 --source $k --out docs/results/v3/pipeline-$k.jsonl > runs/v3/eval-$k.log 2>&1
   done
 fi
 echo "retrained from $first"

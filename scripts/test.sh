@@ -8,4 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 # The Vulkan loader warns when it has no runtime dir; give it one.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+# Incremental caches are no use to a one-off build and cost gigabytes of disk; a developer who
+# wants them sets CARGO_INCREMENTAL=1.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --features semgen-core/test-wgpu "$@"

@@ -8,9 +8,12 @@
 //! For the shapes of the shipped VAE's decoder (channels, frames incl. the causal padding,
 //! side), the median of 5 runs after a warm-up: a 3×3×3 `conv3d` forward; forward + backward
 //! for the input and the weight; the input gradient alone; the weight gradient alone; and the
-//! same for the per-frame 3×3 `conv2d` the resampling layers use.
+//! same for the per-frame 3×3 `conv2d` the resampling layers use; and the same 3×3×3 conv
+//! written as im2col + one matmul out of plain tensor ops (pad, 27 slices, a stack, a
+//! matmul), whose backward Autodiff builds from slice-assigns and two gemms (session 24).
 
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::Backend;
 use burn::tensor::module::{conv2d, conv3d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Distribution, Tensor};
@@ -30,6 +33,31 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[2]
+}
+
+/// `conv3d` with kernel 3, stride 1, padding (0, 1, 1), no bias, as im2col + one matmul:
+/// x [1, C, T, H, W], w [O, C, 3, 3, 3] → [1, O, T - 2, H, W].
+fn conv3d_im2col<X: Backend>(x: Tensor<X, 5>, w: Tensor<X, 5>) -> Tensor<X, 5> {
+    let [_, c, t, h, wd] = x.dims();
+    let o = w.dims()[0];
+    let xp = x.pad((1, 1, 1, 1), burn::tensor::ops::PadMode::Constant(0.0));
+    let mut cols = Vec::with_capacity(27);
+    for kt in 0..3 {
+        for kh in 0..3 {
+            for kw in 0..3 {
+                cols.push(
+                    xp.clone()
+                        .slice([0..1, 0..c, kt..kt + t - 2, kh..kh + h, kw..kw + wd]),
+                );
+            }
+        }
+    }
+    // [1, C, 27, T', H, W]: input channel major, kernel offset minor, as w's [O, C·27] rows.
+    let n = (t - 2) * h * wd;
+    let cols = Tensor::stack::<6>(cols, 2).reshape([c * 27, n]);
+    w.reshape([o, c * 27])
+        .matmul(cols)
+        .reshape([1, o, t - 2, h, wd])
 }
 
 fn main() {
@@ -88,5 +116,36 @@ fn main() {
             let _ = wa2.grad(&g).unwrap().into_data();
         });
         println!("| {c}, {t}, {h} | conv2d 3×3 per frame | {fwd2:.1} | {both2:.1} | | |");
+        let reference = conv3d(x.clone(), w.clone(), None, opt.clone());
+        let diff = conv3d_im2col(x.clone(), w.clone())
+            .sub(reference)
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(diff < 1e-3, "im2col conv3d differs from conv3d by {diff}");
+        let fwd3 = median_ms(|| {
+            let _ = conv3d_im2col(x.clone(), w.clone()).into_data();
+        });
+        let run3 = |xg: bool, wg: bool| {
+            let xa = Tensor::<A, 5>::from_inner(x.clone());
+            let wa = Tensor::<A, 5>::from_inner(w.clone());
+            let xa = if xg { xa.require_grad() } else { xa };
+            let wa = if wg { wa.require_grad() } else { wa };
+            median_ms(|| {
+                let g = conv3d_im2col(xa.clone(), wa.clone()).sum().backward();
+                if xg {
+                    let _ = xa.grad(&g).unwrap().into_data();
+                }
+                if wg {
+                    let _ = wa.grad(&g).unwrap().into_data();
+                }
+            })
+        };
+        println!(
+            "| {c}, {t}, {h} | conv3d 3×3×3 as im2col + matmul | {fwd3:.1} | {:.1} | {:.1} | {:.1} |",
+            run3(true, true),
+            run3(true, false),
+            run3(false, true)
+        );
     }
 }

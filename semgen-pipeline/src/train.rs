@@ -1552,6 +1552,32 @@ mod tests {
     }
 
     #[test]
+    fn the_v3_step_continues_v2_with_its_mlp_frozen() {
+        // configs/shapes-small/v3: one stage-2 round from the v2 model folder. Stage 1 is v2's,
+        // so the MLP that defines its space must stay frozen and loaded, on v2's encoder, and
+        // the round must see clips no v2 step saw (v2's last phase drew world seed 6).
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shapes-small");
+        let c = read_toml::<RefinerTrainConfig>(&dir.join("v3/01-refiner-fresh4.toml")).unwrap();
+        let v2 = read_toml::<RefinerTrainConfig>(&dir.join("v2/07-refiner-fresh3.toml")).unwrap();
+        assert_eq!(
+            c.inputs.init_from.as_deref(),
+            Some(Path::new("checkpoints/shapes-small-v2"))
+        );
+        assert!(c.inputs.init_compressor && c.model.freeze_compressor);
+        assert_eq!(c.model.posterior_noise, 0.0);
+        assert_eq!(c.inputs.encoder, v2.inputs.encoder);
+        // Same architecture and loss as v2's last round; only the clips are new.
+        assert_eq!(c.model, v2.model);
+        assert_ne!(c.data.world_seed, v2.data.world_seed);
+        let same_data = DataConfig {
+            world_seed: v2.data.world_seed,
+            ..c.data.clone()
+        };
+        assert_eq!(same_data, v2.data);
+        assert!(c.inputs.pool_cache.unwrap().starts_with("runs/v3"));
+    }
+
+    #[test]
     fn text_drop_is_read_and_left_out_of_the_config_text_at_its_default() {
         // The experiments key their runs by the config's TOML text: a new setting at its
         // default must not change that text, and a set value must survive the round trip.

@@ -87,7 +87,8 @@ pub struct ExperimentArgs {
     pub quick: bool,
     /// Model folder whose VAE, semantic encoder and text encoder every arm starts from (and
     /// the model `low-fps` probes). The figures in docs/results.md were measured on v1's
-    /// (session 3's encoder); `--model checkpoints/shapes-small` runs them on v2's.
+    /// (session 3's encoder); `--model checkpoints/shapes-small` runs them on the
+    /// shipped model's (v3, whose encoders are v2's).
     #[arg(long, default_value = V1_MODEL)]
     pub model: PathBuf,
     /// Folder of the stage configs the arms start from.

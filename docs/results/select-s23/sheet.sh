@@ -10,7 +10,7 @@ prompts=(
  "a large magenta diamond moving down slowly on a black background"
 )
 for i in 0 1 2 3; do
-  for m in v1:checkpoints/shapes-small-v1 v2:checkpoints/shapes-small; do
+  for m in v1:checkpoints/shapes-small-v1 v2:checkpoints/shapes-small-v2; do
     target/release/semgen generate --quiet --checkpoint ${m#*:} --prompt "${prompts[$i]}" --seed 0 --out $out/$i-${m%%:*} > /dev/null
   done
 done
