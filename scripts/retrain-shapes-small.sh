@@ -144,23 +144,25 @@ if step v2; then
   python3 scripts/splice-vae-stats.py runs/v2/$(last vae)/vae.safetensors $ref/vae.safetensors $ref/vae.safetensors
   scripts/assemble-model.sh checkpoints/encoder-next $ref runs/v2/$(last semantic) checkpoints/shapes-small-v2
 fi
-if step v2-eval; then
-  $x eval --checkpoint checkpoints/shapes-small-v2 --count 100 --source vae --out docs/results/v2/pipeline-vae-ceiling.jsonl > runs/v2/eval-vae.log 2>&1
+# The standard table of a model (docs/results.md): MODEL_DIR RESULTS_DIR LOG_DIR.
+tables() {
+  $x eval --checkpoint $1 --count 100 --source vae --out $2/pipeline-vae-ceiling.jsonl > $3/eval-vae.log 2>&1
   for k in generated real swapped; do
-    $x eval --checkpoint checkpoints/shapes-small-v2 --count 100 --source $k --out docs/results/v2/pipeline-$k.jsonl > runs/v2/eval-$k.log 2>&1
+    $x eval --checkpoint $1 --count 100 --source $k --out $2/pipeline-$k.jsonl > $3/eval-$k.log 2>&1
   done
+}
+if step v2-eval; then
+  tables checkpoints/shapes-small-v2 docs/results/v2 runs/v2
 fi
 if step v3; then
   mkdir -p runs/v3
   $x train refiner --config configs/shapes-small/v3/01-refiner-fresh4.toml --out runs/v3/01-refiner-fresh4 > runs/v3/01-refiner-fresh4.log 2>&1
   ref=runs/v3/01-refiner-fresh4
   python3 scripts/splice-vae-stats.py checkpoints/shapes-small-v2/vae.safetensors $ref/vae.safetensors $ref/vae.safetensors
-  mkdir -p runs/v3/semantic && cp checkpoints/shapes-small-v2/semantic_dit.safetensors runs/v3/semantic/
-  scripts/assemble-model.sh checkpoints/shapes-small-v2 $ref runs/v3/semantic checkpoints/shapes-small
+  # v2's folder serves as encoder and stage-1 "run": assembly takes its files as they are.
+  scripts/assemble-model.sh checkpoints/shapes-small-v2 $ref checkpoints/shapes-small-v2 checkpoints/shapes-small
 fi
 if step v3-eval; then
-  for k in vae generated real swapped; do
-    $x eval --checkpoint checkpoints/shapes-small --count 100 --source $k --out docs/results/v3/pipeline-$k.jsonl > runs/v3/eval-$k.log 2>&1
-  done
+  tables checkpoints/shapes-small docs/results/v3 runs/v3
 fi
 echo "retrained from $first"

@@ -60,6 +60,29 @@ fn conv3d_im2col<X: Backend>(x: Tensor<X, 5>, w: Tensor<X, 5>) -> Tensor<X, 5> {
         .reshape([1, o, t - 2, h, wd])
 }
 
+/// Median ms of `conv` forward + backward on Autodiff, reading the gradients asked for.
+fn grad_ms(
+    x: &Tensor<B, 5>,
+    w: &Tensor<B, 5>,
+    xg: bool,
+    wg: bool,
+    conv: impl Fn(Tensor<A, 5>, Tensor<A, 5>) -> Tensor<A, 5>,
+) -> f64 {
+    let xa = Tensor::<A, 5>::from_inner(x.clone());
+    let wa = Tensor::<A, 5>::from_inner(w.clone());
+    let xa = if xg { xa.require_grad() } else { xa };
+    let wa = if wg { wa.require_grad() } else { wa };
+    median_ms(|| {
+        let g = conv(xa.clone(), wa.clone()).sum().backward();
+        if xg {
+            let _ = xa.grad(&g).unwrap().into_data();
+        }
+        if wg {
+            let _ = wa.grad(&g).unwrap().into_data();
+        }
+    })
+}
+
 fn main() {
     let d = Default::default();
     println!(
@@ -76,21 +99,7 @@ fn main() {
         let w = Tensor::<B, 5>::random([c, c, 3, 3, 3], Distribution::Normal(0.0, 0.1), &d);
         let opt = ConvOptions::new([1, 1, 1], [0, 1, 1], [1, 1, 1], 1);
         let run = |xg: bool, wg: bool| {
-            let xa = Tensor::<A, 5>::from_inner(x.clone());
-            let wa = Tensor::<A, 5>::from_inner(w.clone());
-            let xa = if xg { xa.require_grad() } else { xa };
-            let wa = if wg { wa.require_grad() } else { wa };
-            median_ms(|| {
-                let g = conv3d(xa.clone(), wa.clone(), None, opt.clone())
-                    .sum()
-                    .backward();
-                if xg {
-                    let _ = xa.grad(&g).unwrap().into_data();
-                }
-                if wg {
-                    let _ = wa.grad(&g).unwrap().into_data();
-                }
-            })
+            grad_ms(&x, &w, xg, wg, |xa, wa| conv3d(xa, wa, None, opt.clone()))
         };
         let fwd = median_ms(|| {
             let _ = conv3d(x.clone(), w.clone(), None, opt.clone()).into_data();
@@ -126,21 +135,7 @@ fn main() {
         let fwd3 = median_ms(|| {
             let _ = conv3d_im2col(x.clone(), w.clone()).into_data();
         });
-        let run3 = |xg: bool, wg: bool| {
-            let xa = Tensor::<A, 5>::from_inner(x.clone());
-            let wa = Tensor::<A, 5>::from_inner(w.clone());
-            let xa = if xg { xa.require_grad() } else { xa };
-            let wa = if wg { wa.require_grad() } else { wa };
-            median_ms(|| {
-                let g = conv3d_im2col(xa.clone(), wa.clone()).sum().backward();
-                if xg {
-                    let _ = xa.grad(&g).unwrap().into_data();
-                }
-                if wg {
-                    let _ = wa.grad(&g).unwrap().into_data();
-                }
-            })
-        };
+        let run3 = |xg: bool, wg: bool| grad_ms(&x, &w, xg, wg, conv3d_im2col);
         println!(
             "| {c}, {t}, {h} | conv3d 3×3×3 as im2col + matmul | {fwd3:.1} | {:.1} | {:.1} | {:.1} |",
             run3(true, true),
