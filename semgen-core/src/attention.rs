@@ -35,7 +35,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 /// session 22, fix 9). Same mathematics in another summation order (tests: within 1e-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionKernel {
-    /// Burn's `module::attention` (flash attention on CubeCL).
+    /// Burn's `module::attention` (flash attention on CubeCL; its materialised fallback under
+    /// autodiff).
     Fused,
     /// `softmax(QKᵀ·scale + bias)·V` from matmul and softmax, in head groups and query chunks
     /// that bound the score matrix to [`COMPOSED_SCORE_BUDGET`] elements.
@@ -75,10 +76,12 @@ impl AttentionKernel {
         if let Some(k) = forced {
             return *k;
         }
-        // Backend names nest ("fusion<cubecl<cuda>>", "autodiff<flex>"); an autodiff wrapper
-        // composes Burn's op from the same matmul and softmax either way.
+        // Backend names nest ("fusion<cubecl<cuda>>", "autodiff<flex>"). Under autodiff Burn's
+        // op is its fallback (one whole score matrix, then matmul and softmax): on a GPU that is
+        // a few large kernels, where the composed kernel's 1 MiB chunks would be hundreds of
+        // small launches; on the CPU the composition's bounded memory wins.
         let name = B::name(device);
-        if name.contains("cubecl") && !name.starts_with("autodiff") {
+        if name.contains("cubecl") {
             AttentionKernel::Fused
         } else {
             AttentionKernel::Composed

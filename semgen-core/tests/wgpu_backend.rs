@@ -6,7 +6,7 @@ mod common;
 
 use burn::backend::wgpu::{Wgpu, WgpuDevice};
 use common::*;
-use semgen_core::attention::AttentionMode;
+use semgen_core::attention::{AttentionKernel, AttentionMode};
 
 type B = Wgpu;
 
@@ -14,6 +14,16 @@ type B = Wgpu;
 fn wgpu_attention_and_dit() {
     // One test so the (slow, software) device is initialised once and kernels compile once.
     let d = WgpuDevice::DefaultDevice;
+    // A GPU backend takes Burn's attention op with and without autodiff (session 25: the
+    // composed kernel's 1 MiB chunks would be hundreds of small launches there).
+    assert_eq!(
+        AttentionKernel::for_backend::<B>(&d),
+        AttentionKernel::Fused
+    );
+    assert_eq!(
+        AttentionKernel::for_backend::<burn::backend::Autodiff<B>>(&d),
+        AttentionKernel::Fused
+    );
     fused_matches_reference::<B>(&d, 2, 2, 17, 17, 16);
     let frames = token_frames(7, 3, &[0, 2, 4, 6]);
     for shifted in [false, true] {

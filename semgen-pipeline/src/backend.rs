@@ -80,31 +80,55 @@ pub fn compiled_devices() -> Vec<&'static str> {
     v
 }
 
-/// Runs a tiny op on the device and turns a backend panic (no adapter, no driver) into an error.
+/// How long the first tiny computation on a GPU may take (context creation and one kernel
+/// compilation; seconds in practice) before the device counts as unavailable.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs a tiny op on the device and turns a backend panic (no adapter, no driver) or a device
+/// that never answers into an error.
 #[allow(dead_code)]
 fn probe<B: Backend>(spec: DeviceSpec, device: &B::Device) -> Result<(), BackendError> {
     let device = device.clone();
-    self_test(spec, move || {
+    self_test(spec, PROBE_TIMEOUT, move || {
         let x = Tensor::<B, 1>::ones([2], &device);
         x.sum().into_scalar().elem::<f32>()
     })
 }
 
-/// Runs `ones(2).sum()` computed by `f` with the panic message silenced: `Ok` when it gives 2,
-/// otherwise [`BackendError::Unavailable`] carrying the panic message (how a backend reports a
-/// missing adapter or driver).
+/// Runs `ones(2).sum()` computed by `f` on a helper thread with its panic message silenced:
+/// `Ok` when it gives 2, otherwise [`BackendError::Unavailable`] carrying the panic message (how
+/// a backend reports a missing adapter or driver), or saying that no answer came within
+/// `timeout`. Why the timeout: the CUDA backend runs each device on its own server thread; when
+/// that thread dies (its panic is printed: only the caller's thread is silenced), the caller
+/// waits for an answer forever. Session 25's first run on a GPU hung that way, with no message.
 #[allow(dead_code)]
-fn self_test(spec: DeviceSpec, f: impl FnOnce() -> f32) -> Result<(), BackendError> {
-    match semgen_core::guard::catch_panic_silently(f) {
-        Ok(v) if v == 2.0 => Ok(()),
-        Ok(v) => Err(BackendError::Unavailable {
-            device: spec.to_string(),
-            reason: format!("a self-test computed {v} instead of 2"),
-        }),
-        Err(reason) => Err(BackendError::Unavailable {
-            device: spec.to_string(),
-            reason,
-        }),
+fn self_test(
+    spec: DeviceSpec,
+    timeout: std::time::Duration,
+    f: impl FnOnce() -> f32 + Send + 'static,
+) -> Result<(), BackendError> {
+    let unavailable = |reason: String| BackendError::Unavailable {
+        device: spec.to_string(),
+        reason,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("semgen-device-probe".into())
+        .spawn(move || {
+            let _ = tx.send(semgen_core::guard::catch_panic_silently(f));
+        })
+        .map_err(|e| unavailable(format!("cannot start the probe thread: {e}")))?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(v)) if v == 2.0 => Ok(()),
+        Ok(Ok(v)) => Err(unavailable(format!(
+            "a self-test computed {v} instead of 2"
+        ))),
+        Ok(Err(reason)) => Err(unavailable(reason)),
+        Err(_) => Err(unavailable(format!(
+            "a first tiny computation gave no answer within {} s (a panic of the backend's own \
+             threads, if any, is printed above)",
+            timeout.as_secs_f64()
+        ))),
     }
 }
 
@@ -196,7 +220,8 @@ mod tests {
 
     #[test]
     fn a_backend_that_panics_at_start_is_unavailable_not_a_panic() {
-        let e = self_test(DeviceSpec::Wgpu(3), || {
+        let t = PROBE_TIMEOUT;
+        let e = self_test(DeviceSpec::Wgpu(3), t, || {
             panic!("No possible adapter available")
         })
         .unwrap_err();
@@ -204,7 +229,7 @@ mod tests {
             e.to_string(),
             "device 'wgpu:3' is not available on this machine: No possible adapter available"
         );
-        let e = self_test(DeviceSpec::Cuda(1), || {
+        let e = self_test(DeviceSpec::Cuda(1), t, || {
             panic!("{}", String::from("CUDA_ERROR_INVALID_DEVICE"))
         })
         .unwrap_err();
@@ -214,10 +239,29 @@ mod tests {
             "{e}"
         );
         assert!(matches!(
-            self_test(DeviceSpec::Cuda(0), || 3.0),
+            self_test(DeviceSpec::Cuda(0), t, || 3.0),
             Err(BackendError::Unavailable { .. })
         ));
-        assert_eq!(self_test(DeviceSpec::Cpu, || 2.0), Ok(()));
+        assert_eq!(self_test(DeviceSpec::Cpu, t, || 2.0), Ok(()));
+    }
+
+    #[test]
+    fn a_device_that_never_answers_is_unavailable_not_a_hang() {
+        let e = self_test(
+            DeviceSpec::Cuda(0),
+            std::time::Duration::from_millis(200),
+            || {
+                // A device thread that died: the answer never comes.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                2.0
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, BackendError::Unavailable { device, reason }
+                if device == "cuda:0" && reason.contains("no answer within 0.2 s")),
+            "{e}"
+        );
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -35,6 +35,46 @@ pub enum BenchCommand {
     /// One row of `suite` (run by it, in a fresh process).
     #[command(hide = true)]
     SuiteRow(SuiteRowArgs),
+    /// GPU-scale cases: the attention kernel's TFLOP/s at FlashAttention's shapes and a
+    /// Wan2.1-1.3B block's forward and training step at thousands of tokens (tokens/s, MFU), per
+    /// precision; `--peer` adds PyTorch's figures (`bench/peer/peer_gpu.py`) on the same device.
+    Gpu(GpuArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GpuArgs {
+    /// Device to run on: cuda[:N], wgpu[:N] or cpu (cpu and wgpu: f32 only).
+    #[arg(long, default_value = "cuda")]
+    pub device: semgen_core::device::DeviceSpec,
+    /// Float precisions: f32, bf16, f16 (the half ones on cuda).
+    #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
+    pub precisions: Vec<String>,
+    /// Cases, KIND-TOKENS with KIND one of attn-fwd, attn-train, block-fwd, block-train
+    /// (default: the list in `xtask::gpu::DEFAULT_CASES`).
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Untimed iterations first (kernel compilation and autotuning happen there).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed iterations; the median is reported.
+    #[arg(long, default_value_t = 10)]
+    pub repeats: usize,
+    /// Peak TFLOP/s the MFU column divides by (default: H100/H200 SXM dense bf16).
+    #[arg(long, default_value_t = xtask::gpu::H100_BF16_PEAK_TFLOPS)]
+    pub peak_tflops: f64,
+    /// Also run `bench/peer/peer_gpu.py` (PyTorch) on the same cases and device.
+    #[arg(long)]
+    pub peer: bool,
+    /// Take PyTorch's figures from this file of `peer_gpu.py` output lines instead of running it
+    /// (a GPU machine's script runs the two sides as separate, separately time-limited steps).
+    #[arg(long, conflicts_with = "peer")]
+    pub peer_jsonl: Option<PathBuf>,
+    /// The Python that runs the peer harness.
+    #[arg(long, default_value = "python3")]
+    pub python: PathBuf,
+    /// Write the Markdown table here (and the raw rows beside it as `.jsonl`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +186,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::RefinerScalingRun(a) => refiner_scaling_run(a),
         BenchCommand::Suite(a) => suite(a),
         BenchCommand::SuiteRow(a) => suite_row(a),
+        BenchCommand::Gpu(a) => gpu(a),
     }
 }
 
@@ -654,6 +695,305 @@ fn suite(a: SuiteArgs) -> Result<()> {
     }
     if failed > 0 {
         bail!("{failed} row(s) failed (see the table)");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench gpu
+// ---------------------------------------------------------------------------------------------
+
+struct GpuTask {
+    case: xtask::gpu::Case,
+    warmup: usize,
+    repeats: usize,
+}
+
+impl semgen_pipeline::backend::AutodiffTask for GpuTask {
+    type Output = Result<suite::Timing>;
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let mut step = xtask::gpu::build::<B>(self.case, &device)?;
+        xtask::gpu::time(&mut step, self.warmup, self.repeats)
+    }
+}
+
+/// Runs `task` at `precision` on `spec`: f32 through the usual dispatch, the half precisions on
+/// `Cuda<bf16>` / `Cuda<f16>`.
+fn dispatch_precision<T: semgen_pipeline::backend::AutodiffTask>(
+    spec: semgen_core::device::DeviceSpec,
+    precision: &str,
+    task: T,
+) -> Result<T::Output> {
+    use semgen_core::device::DeviceSpec;
+    match (spec, precision) {
+        (_, "f32") => Ok(semgen_pipeline::backend::dispatch_autodiff(spec, task)?),
+        #[cfg(feature = "cuda")]
+        (DeviceSpec::Cuda(i), "bf16") => Ok(task.run::<burn::backend::Autodiff<
+            burn::backend::Cuda<burn::tensor::bf16>,
+        >>(burn::backend::cuda::CudaDevice::new(
+            i,
+        ))),
+        #[cfg(feature = "cuda")]
+        (DeviceSpec::Cuda(i), "f16") => Ok(task.run::<burn::backend::Autodiff<
+            burn::backend::Cuda<burn::tensor::f16>,
+        >>(burn::backend::cuda::CudaDevice::new(i))),
+        #[cfg(not(feature = "cuda"))]
+        (DeviceSpec::Cuda(_), "bf16" | "f16") => {
+            bail!("device cuda is not compiled into this binary: rebuild with `--features cuda`")
+        }
+        (_, "bf16" | "f16") => bail!("precision {precision} runs on cuda only"),
+        (_, other) => bail!("unknown precision '{other}' (f32, bf16, f16)"),
+    }
+}
+
+/// One row of the peer harness's GPU output.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct PeerGpuRow {
+    case: String,
+    precision: String,
+    /// `cuda:0`, `cpu`, … (absent in files written before session 25's last change).
+    #[serde(default)]
+    device: Option<String>,
+    median_ms: Option<f64>,
+    n: Option<usize>,
+    #[serde(default)]
+    implementation: String,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn run_peer_gpu(a: &GpuArgs, cases: &[String]) -> Result<Vec<PeerGpuRow>> {
+    let script = PathBuf::from("bench/peer/peer_gpu.py");
+    if !script.is_file() {
+        bail!(
+            "--peer needs {} (run from the repository root)",
+            script.display()
+        );
+    }
+    let device = match a.device {
+        semgen_core::device::DeviceSpec::Cuda(i) => format!("cuda:{i}"),
+        semgen_core::device::DeviceSpec::Cpu => "cpu".into(),
+        semgen_core::device::DeviceSpec::Wgpu(_) => bail!("the PyTorch peer has no wgpu device"),
+    };
+    eprintln!("peer: {} {}", a.python.display(), script.display());
+    let out = Command::new(&a.python)
+        .arg(&script)
+        .args(["--cases", &cases.join(",")])
+        .args(["--precisions", &a.precisions.join(",")])
+        .args(["--device", &device])
+        .args(["--warmup", &a.warmup.to_string()])
+        .args(["--repeats", &a.repeats.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", a.python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the GPU peer harness failed ({}); it needs torch",
+            out.status
+        );
+    }
+    parse_peer_gpu(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The peer's JSON lines; a line that does not parse (a run cut off mid-line) is reported and
+/// skipped, so the cases it did finish still count.
+fn parse_peer_gpu(text: &str) -> Result<Vec<PeerGpuRow>> {
+    Ok(text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .filter_map(|l| match serde_json::from_str(l) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("peer: skipping the line '{l}': {e}");
+                None
+            }
+        })
+        .collect())
+}
+
+fn gpu(a: GpuArgs) -> Result<()> {
+    use xtask::gpu::{Case, Kind};
+    let names: Vec<String> = if a.cases.is_empty() {
+        xtask::gpu::DEFAULT_CASES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        a.cases.clone()
+    };
+    let cases: Vec<Case> = names.iter().map(|n| n.parse()).collect::<Result<_>>()?;
+    for p in &a.precisions {
+        if !matches!(p.as_str(), "f32" | "bf16" | "f16") {
+            bail!("unknown precision '{p}' (f32, bf16, f16)");
+        }
+    }
+    // The peer runs first, on an idle device.
+    let peer = if a.peer {
+        run_peer_gpu(&a, &names)?
+    } else if let Some(path) = &a.peer_jsonl {
+        parse_peer_gpu(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )?
+    } else {
+        Vec::new()
+    };
+    // PyTorch's figures only count beside semgen's on the same kind of device.
+    let kind = |d: &str| d.split(':').next().unwrap_or("").to_string();
+    let ours_kind = kind(&a.device.to_string());
+    let (peer, elsewhere): (Vec<PeerGpuRow>, Vec<PeerGpuRow>) = peer
+        .into_iter()
+        .partition(|r| r.device.as_deref().is_none_or(|d| kind(d) == ours_kind));
+    if !elsewhere.is_empty() {
+        eprintln!(
+            "peer: {} row(s) measured on another kind of device than {} left out",
+            elsewhere.len(),
+            a.device
+        );
+    }
+    let jsonl_path = a.out.as_ref().map(|p| p.with_extension("jsonl"));
+    let mut jsonl = String::new();
+    let mut table = String::from(
+        "| case | precision | shape | semgen ms: median (min–max, n) | TFLOP/s | tokens/s | MFU | PyTorch ms | PyTorch TFLOP/s | semgen / PyTorch |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut failed = 0;
+    let started = Instant::now();
+    for p in &a.precisions {
+        for &case in &cases {
+            eprint!("{:<18} {:<5}", case.to_string(), p);
+            let task = GpuTask {
+                case,
+                warmup: a.warmup,
+                repeats: a.repeats,
+            };
+            // A backend panic (out of memory, an unsupported kernel) becomes this case's error;
+            // the next case still runs.
+            let r: Result<suite::Timing, String> =
+                match semgen_core::guard::catch_panic_silently(|| {
+                    dispatch_precision(a.device, p, task)
+                }) {
+                    Ok(Ok(Ok(m))) => Ok(m),
+                    Ok(Ok(Err(e))) | Ok(Err(e)) => Err(format!("{e:#}")),
+                    Err(panic) => Err(format!("panicked: {panic}")),
+                };
+            let flops = case.flops();
+            let peer_row = peer
+                .iter()
+                .find(|r| r.case == case.to_string() && &r.precision == p);
+            let shape = match case.kind {
+                Kind::AttnFwd | Kind::AttnTrain => {
+                    let [b, h, n, d] = case.attention_shape();
+                    format!("{b}×{h}×{n}×{d}")
+                }
+                Kind::BlockFwd | Kind::BlockTrain => {
+                    format!("{} tokens, text 512", case.tokens)
+                }
+            };
+            let tflops = |ms: f64| flops / (ms * 1e-3) / 1e12;
+            let (ours, tf, tps, mfu) = match &r {
+                Ok(m) => {
+                    eprintln!(
+                        "{:>10.3} ms  {:>7.1} TFLOP/s",
+                        m.median_ms,
+                        tflops(m.median_ms)
+                    );
+                    (
+                        format!(
+                            "**{:.3}** ({:.3}–{:.3}, {})",
+                            m.median_ms, m.min_ms, m.max_ms, m.n
+                        ),
+                        format!("{:.1}", tflops(m.median_ms)),
+                        format!(
+                            "{:.0}",
+                            case.tokens_per_iter() as f64 / (m.median_ms * 1e-3)
+                        ),
+                        format!("{:.1} %", 100.0 * tflops(m.median_ms) / a.peak_tflops),
+                    )
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("  failed: {e}");
+                    let first = e.lines().next().unwrap_or("").replace('|', "/");
+                    let short: String = first.chars().take(160).collect();
+                    (
+                        format!("failed: {short}"),
+                        "—".into(),
+                        "—".into(),
+                        "—".into(),
+                    )
+                }
+            };
+            let (theirs, their_tf, ratio) = match (peer_row, &r) {
+                (Some(pr), ours) => match pr.median_ms {
+                    Some(pm) => (
+                        format!("{pm:.3} ({})", pr.implementation),
+                        format!("{:.1}", tflops(pm)),
+                        ours.as_ref()
+                            .map(|m| format!("{:.2}×", m.median_ms / pm))
+                            .unwrap_or_else(|_| "—".into()),
+                    ),
+                    None => (
+                        format!(
+                            "failed: {}",
+                            pr.error.clone().unwrap_or_default().replace('|', "/")
+                        ),
+                        "—".into(),
+                        "—".into(),
+                    ),
+                },
+                (None, _) => ("not run".into(), "—".into(), "—".into()),
+            };
+            table += &format!(
+                "| `{case}` | {p} | {shape} | {ours} | {tf} | {tps} | {mfu} | {theirs} | {their_tf} | {ratio} |\n"
+            );
+            jsonl += &serde_json::json!({
+                "case": case.to_string(),
+                "precision": p,
+                "device": a.device.to_string(),
+                "flops": flops,
+                "tokens": case.tokens_per_iter(),
+                "median_ms": r.as_ref().ok().map(|m| m.median_ms),
+                "min_ms": r.as_ref().ok().map(|m| m.min_ms),
+                "max_ms": r.as_ref().ok().map(|m| m.max_ms),
+                "n": r.as_ref().ok().map(|m| m.n),
+                "error": r.as_ref().err(),
+                "peer_median_ms": peer_row.and_then(|p| p.median_ms),
+                "peer_n": peer_row.and_then(|p| p.n),
+                "peer_implementation": peer_row.map(|p| p.implementation.clone()),
+            })
+            .to_string();
+            jsonl.push('\n');
+            // Written after every case, so a run cut short keeps what it measured.
+            if let Some(path) = &jsonl_path {
+                semgen_core::checkpoint::write_atomic(path, jsonl.as_bytes())?;
+            }
+        }
+    }
+    let text = format!(
+        "Device `{}`; burn 0.21.0, release build; median of {} timed iterations after {} \
+         untimed ones; MFU against {} TFLOP/s (issue 10's attention goal: half of \
+         FlashAttention-3's {} TFLOP/s); {:.0} s for the semgen side. \
+         `cargo xtask bench gpu --device {} --precisions {}{}`:\n\n{table}",
+        a.device,
+        a.repeats,
+        a.warmup,
+        a.peak_tflops,
+        xtask::gpu::FA3_TFLOPS,
+        started.elapsed().as_secs_f64(),
+        a.device,
+        a.precisions.join(","),
+        if a.peer || a.peer_jsonl.is_some() {
+            " --peer"
+        } else {
+            ""
+        },
+    );
+    println!("{text}");
+    if let Some(path) = &a.out {
+        semgen_core::checkpoint::write_atomic(path, text.as_bytes())?;
+    }
+    if failed > 0 {
+        bail!("{failed} case(s) failed (see the table)");
     }
     Ok(())
 }

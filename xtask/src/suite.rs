@@ -152,7 +152,7 @@ pub fn wan13b_block() -> WanDitConfig {
 }
 
 /// A seeded uniform(-1, 1) tensor (the values do not change the cost).
-fn random<B: Backend, const D: usize>(
+pub fn random<B: Backend, const D: usize>(
     rng: &mut rand::rngs::StdRng,
     shape: [usize; D],
     device: &B::Device,
@@ -193,7 +193,7 @@ where
 // Rows
 // ---------------------------------------------------------------------------------------------
 
-fn dit_forward<B: Backend>(
+pub fn dit_forward<B: Backend>(
     config: WanDitConfig,
     latents: [usize; 5],
     text: [usize; 3],
@@ -213,7 +213,7 @@ fn dit_forward<B: Backend>(
     }))
 }
 
-fn dit_train<B: AutodiffBackend>(
+pub fn dit_train<B: AutodiffBackend>(
     config: WanDitConfig,
     latents: [usize; 5],
     text: [usize; 3],
@@ -477,6 +477,12 @@ pub fn time(work: &mut Workload, repeats: usize) -> Result<Timing> {
     } else {
         repeats.max(1)
     };
+    timed(work, repeats)
+}
+
+/// `repeats` (at least 1) timed iterations of `work`, no warm-up: their median, min and max.
+pub fn timed(work: &mut Workload, repeats: usize) -> Result<Timing> {
+    let repeats = repeats.max(1);
     let mut ms = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let start = std::time::Instant::now();
