@@ -46,9 +46,9 @@ pub struct GpuArgs {
     /// Device to run on: cuda[:N], wgpu[:N] or cpu (cpu and wgpu: f32 only).
     #[arg(long, default_value = "cuda")]
     pub device: semgen_core::device::DeviceSpec,
-    /// Float precisions: f32, bf16, f16 (the half ones on cuda).
-    #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
-    pub precisions: Vec<String>,
+    /// Float precisions (the half ones on cuda).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,bf16")]
+    pub precisions: Vec<Precision>,
     /// Cases, KIND-TOKENS with KIND one of attn-fwd, attn-train, block-fwd, block-train
     /// (default: the list in `xtask::gpu::DEFAULT_CASES`).
     #[arg(long, value_delimiter = ',')]
@@ -703,6 +703,29 @@ fn suite(a: SuiteArgs) -> Result<()> {
 // bench gpu
 // ---------------------------------------------------------------------------------------------
 
+/// The float type of a `bench gpu` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    /// The name on the command line and in the peer's output lines.
+    fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+fn precision_list(ps: &[Precision]) -> String {
+    ps.iter().map(|p| p.name()).collect::<Vec<_>>().join(",")
+}
+
 struct GpuTask {
     case: xtask::gpu::Case,
     warmup: usize,
@@ -721,28 +744,29 @@ impl semgen_pipeline::backend::AutodiffTask for GpuTask {
 /// `Cuda<bf16>` / `Cuda<f16>`.
 fn dispatch_precision<T: semgen_pipeline::backend::AutodiffTask>(
     spec: semgen_core::device::DeviceSpec,
-    precision: &str,
+    precision: Precision,
     task: T,
 ) -> Result<T::Output> {
     use semgen_core::device::DeviceSpec;
     match (spec, precision) {
-        (_, "f32") => Ok(semgen_pipeline::backend::dispatch_autodiff(spec, task)?),
+        (_, Precision::F32) => Ok(semgen_pipeline::backend::dispatch_autodiff(spec, task)?),
         #[cfg(feature = "cuda")]
-        (DeviceSpec::Cuda(i), "bf16") => Ok(task.run::<burn::backend::Autodiff<
+        (DeviceSpec::Cuda(i), Precision::Bf16) => Ok(task.run::<burn::backend::Autodiff<
             burn::backend::Cuda<burn::tensor::bf16>,
-        >>(burn::backend::cuda::CudaDevice::new(
-            i,
-        ))),
+        >>(
+            burn::backend::cuda::CudaDevice::new(i)
+        )),
         #[cfg(feature = "cuda")]
-        (DeviceSpec::Cuda(i), "f16") => Ok(task.run::<burn::backend::Autodiff<
+        (DeviceSpec::Cuda(i), Precision::F16) => Ok(task.run::<burn::backend::Autodiff<
             burn::backend::Cuda<burn::tensor::f16>,
-        >>(burn::backend::cuda::CudaDevice::new(i))),
+        >>(
+            burn::backend::cuda::CudaDevice::new(i)
+        )),
         #[cfg(not(feature = "cuda"))]
-        (DeviceSpec::Cuda(_), "bf16" | "f16") => {
+        (DeviceSpec::Cuda(_), _) => {
             bail!("device cuda is not compiled into this binary: rebuild with `--features cuda`")
         }
-        (_, "bf16" | "f16") => bail!("precision {precision} runs on cuda only"),
-        (_, other) => bail!("unknown precision '{other}' (f32, bf16, f16)"),
+        (_, p) => bail!("precision {} runs on cuda only", p.name()),
     }
 }
 
@@ -770,17 +794,15 @@ fn run_peer_gpu(a: &GpuArgs, cases: &[String]) -> Result<Vec<PeerGpuRow>> {
             script.display()
         );
     }
-    let device = match a.device {
-        semgen_core::device::DeviceSpec::Cuda(i) => format!("cuda:{i}"),
-        semgen_core::device::DeviceSpec::Cpu => "cpu".into(),
-        semgen_core::device::DeviceSpec::Wgpu(_) => bail!("the PyTorch peer has no wgpu device"),
-    };
+    if let semgen_core::device::DeviceSpec::Wgpu(_) = a.device {
+        bail!("the PyTorch peer has no wgpu device");
+    }
     eprintln!("peer: {} {}", a.python.display(), script.display());
     let out = Command::new(&a.python)
         .arg(&script)
         .args(["--cases", &cases.join(",")])
-        .args(["--precisions", &a.precisions.join(",")])
-        .args(["--device", &device])
+        .args(["--precisions", &precision_list(&a.precisions)])
+        .args(["--device", &a.device.to_string()])
         .args(["--warmup", &a.warmup.to_string()])
         .args(["--repeats", &a.repeats.to_string()])
         .stderr(std::process::Stdio::inherit())
@@ -822,11 +844,6 @@ fn gpu(a: GpuArgs) -> Result<()> {
         a.cases.clone()
     };
     let cases: Vec<Case> = names.iter().map(|n| n.parse()).collect::<Result<_>>()?;
-    for p in &a.precisions {
-        if !matches!(p.as_str(), "f32" | "bf16" | "f16") {
-            bail!("unknown precision '{p}' (f32, bf16, f16)");
-        }
-    }
     // The peer runs first, on an idle device.
     let peer = if a.peer {
         run_peer_gpu(&a, &names)?
@@ -858,7 +875,8 @@ fn gpu(a: GpuArgs) -> Result<()> {
     );
     let mut failed = 0;
     let started = Instant::now();
-    for p in &a.precisions {
+    for &precision in &a.precisions {
+        let p = precision.name();
         for &case in &cases {
             eprint!("{:<18} {:<5}", case.to_string(), p);
             let task = GpuTask {
@@ -870,7 +888,7 @@ fn gpu(a: GpuArgs) -> Result<()> {
             // the next case still runs.
             let r: Result<suite::Timing, String> =
                 match semgen_core::guard::catch_panic_silently(|| {
-                    dispatch_precision(a.device, p, task)
+                    dispatch_precision(a.device, precision, task)
                 }) {
                     Ok(Ok(Ok(m))) => Ok(m),
                     Ok(Ok(Err(e))) | Ok(Err(e)) => Err(format!("{e:#}")),
@@ -879,14 +897,18 @@ fn gpu(a: GpuArgs) -> Result<()> {
             let flops = case.flops();
             let peer_row = peer
                 .iter()
-                .find(|r| r.case == case.to_string() && &r.precision == p);
+                .find(|r| r.case == case.to_string() && r.precision == p);
             let shape = match case.kind {
                 Kind::AttnFwd | Kind::AttnTrain => {
                     let [b, h, n, d] = case.attention_shape();
                     format!("{b}×{h}×{n}×{d}")
                 }
                 Kind::BlockFwd | Kind::BlockTrain => {
-                    format!("{} tokens, text 512", case.tokens)
+                    format!(
+                        "{} tokens, text {}",
+                        case.tokens,
+                        xtask::gpu::BLOCK_TEXT_LEN
+                    )
                 }
             };
             let tflops = |ms: f64| flops / (ms * 1e-3) / 1e12;
@@ -981,7 +1003,7 @@ fn gpu(a: GpuArgs) -> Result<()> {
         xtask::gpu::FA3_TFLOPS,
         started.elapsed().as_secs_f64(),
         a.device,
-        a.precisions.join(","),
+        precision_list(&a.precisions),
         if a.peer || a.peer_jsonl.is_some() {
             " --peer"
         } else {
