@@ -11,6 +11,8 @@
 //!   `UMT5EncoderModel`, tokenisation through the `tokenizers` crate, and Wan's trim-and-zero-pad
 //!   rule; the Shapes world's word-level tokenizer ships in `assets/`;
 //! - [`parity`]: the runs that compare the ports with the reference fixtures.
+//! - [`probe`]: a small learned attribute probe for token grids that reads an object's attributes
+//!   wherever it sits (used to judge `z_sem`; the linear probes are in [`train`]).
 //!
 //! Weights load from the upstream safetensors layouts (documented key tables:
 //! [`qwen_vision::QWEN_VISION_KEYS`], [`umt5::UMT5_KEYS`]). Bad inputs are [`EncodeError`]s.
@@ -54,6 +56,7 @@
 pub mod compressor;
 mod error;
 pub mod parity;
+pub mod probe;
 pub mod qwen_vision;
 pub mod text_encoder;
 pub mod tokenizer;

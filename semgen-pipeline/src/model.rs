@@ -92,6 +92,11 @@ pub struct ModelSettings {
     /// the tokens of its span (`segments`).
     #[serde(default, skip_serializing_if = "StoryText::is_first")]
     pub refiner_story_text: StoryText,
+    /// Standard deviation of the Gaussian noise added to `z_sem` before stage 2 reads it
+    /// (paper §3.2, after RAE: stage 2 was trained on noised plans, `sem_noise_max`; 0 = none,
+    /// what files written before session 26 mean).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub semantic_noise: f64,
     pub shift: f64,
     /// Training steps of each component, for `semgen info`.
     #[serde(default)]
@@ -124,6 +129,10 @@ impl StoryText {
     }
 }
 
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// `1.0`, the serde default of the guidance and loss-weight settings that mean "off" at 1.
 pub(crate) fn one() -> f64 {
     1.0
@@ -145,6 +154,7 @@ impl ModelSettings {
             refiner_guidance: 4.0,
             refiner_semantic_guidance: 1.0,
             refiner_story_text: StoryText::First,
+            semantic_noise: 0.0,
             shift: 3.0,
             provenance: serde_json::Value::Null,
             semantic_source: Default::default(),

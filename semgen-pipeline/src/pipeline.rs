@@ -98,6 +98,11 @@ pub struct GenerateRequest {
     /// existed read as `first`.
     #[serde(default)]
     pub refiner_story_text: crate::model::StoryText,
+    /// Standard deviation of the noise added to `z_sem` before stage 2 (see
+    /// [`crate::model::ModelSettings::semantic_noise`]); drawn from its own stream of `seed`, so
+    /// 0 leaves every other draw as it was. Requests saved before it existed read as 0.
+    #[serde(default)]
+    pub semantic_noise: f64,
 }
 
 impl GenerateRequest {
@@ -128,6 +133,7 @@ impl GenerateRequest {
             },
             refiner_semantic_guidance: s.refiner_semantic_guidance,
             refiner_story_text: s.refiner_story_text,
+            semantic_noise: s.semantic_noise,
         }
     }
 }
@@ -220,6 +226,13 @@ impl<B: Backend> SemgenModel<B> {
         sampler(&req.semantic)?;
         sampler(&req.refiner)?;
         check_guidance(req.refiner_semantic_guidance)?;
+        if !(req.semantic_noise.is_finite() && req.semantic_noise >= 0.0) {
+            return Err(semgen_core::ConfigError::invalid(format!(
+                "semantic_noise must be a non-negative number, got {}",
+                req.semantic_noise
+            ))
+            .into());
+        }
         Ok(())
     }
 
@@ -311,7 +324,14 @@ impl<B: Backend> SemgenModel<B> {
                         expected: want.to_vec(),
                     });
                 }
-                Some(z)
+                if req.semantic_noise > 0.0 {
+                    // Seed + 2: stage 1 draws from seed, stage 2's latents from seed + 1.
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(req.seed.wrapping_add(2));
+                    let eps = host_normal::<B, 5>(want, &mut rng, &device);
+                    Some(z + eps * req.semantic_noise)
+                } else {
+                    Some(z)
+                }
             }
             _ => None,
         };

@@ -77,6 +77,20 @@ fn same_seed_same_files_and_decode_round_trips() {
         serde_json::from_slice(&read(&dir.path().join("g.gif.json"))).unwrap();
     assert_eq!(sidecar["request"]["refiner_semantic_guidance"], 2.0);
 
+    // Noise on the plan before stage 2 (paper §3.2): off by default and recorded; when on, its
+    // own seeded draw changes the clip and repeats exactly.
+    assert_eq!(sidecar["request"]["semantic_noise"], 0.0);
+    let (n1, n2) = (dir.path().join("n1.gif"), dir.path().join("n2.gif"));
+    for p in [&n1, &n2] {
+        let o = generate_with(p, "7", &["--semantic-noise", "0.3"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(read(&n1), read(&n2), "the noise is drawn from the seed");
+    assert_ne!(read(&a), read(&n1), "noise on z_sem changes the clip");
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&read(&dir.path().join("n1.gif.json"))).unwrap();
+    assert_eq!(sidecar["request"]["semantic_noise"], 0.3);
+
     let c = dir.path().join("c.gif");
     let o = generate(&c, "8");
     assert!(o.status.success(), "{}", stderr(&o));

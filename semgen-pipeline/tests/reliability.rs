@@ -413,6 +413,14 @@ fn configs_and_requests_that_cannot_work_are_refused() {
             &["--semantic-guidance=-2"],
             "guidance must be a non-negative number, got -2",
         ),
+        (
+            &["--semantic-noise=-0.1"],
+            "semantic_noise must be a non-negative number, got -0.1",
+        ),
+        (
+            &["--semantic-noise=inf"],
+            "semantic_noise must be a non-negative number, got inf",
+        ),
     ] {
         refused(&generate(ck, &gif, extra), &[], 1, message, &out);
     }

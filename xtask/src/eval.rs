@@ -11,10 +11,12 @@
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use semgen_core::device::DeviceSpec;
 use semgen_data::{ShapesWorld, Split, WorldConfig};
+use semgen_encoder::probe::{GridDims, SetProbeConfig};
 use semgen_eval::oracle::{ClipReport, HitRates, MotionConfusion};
-use semgen_pipeline::backend::{dispatch, BackendTask};
+use semgen_pipeline::backend::{dispatch, dispatch_autodiff, AutodiffTask, BackendTask};
 use semgen_pipeline::model::SemgenModel;
 use semgen_pipeline::pipeline::GenerateRequest;
 use std::path::PathBuf;
@@ -59,6 +61,9 @@ pub struct EvalArgs {
     /// Override stage 1's text guidance (`semantic_guidance` of model.json).
     #[arg(long)]
     pub stage1_guidance: Option<f64>,
+    /// Override the noise added to z_sem before stage 2 (`semantic_noise` of model.json).
+    #[arg(long)]
+    pub semantic_noise: Option<f64>,
     /// Override the refiner's text in stories (`refiner_story_text` of model.json): the first
     /// segment's caption throughout, or each segment's own.
     #[arg(long, value_enum)]
@@ -89,6 +94,9 @@ impl BackendTask for Eval {
         }
         if let Some(g) = a.stage1_guidance {
             model.settings.semantic_guidance = g;
+        }
+        if let Some(n) = a.semantic_noise {
+            model.settings.semantic_noise = n;
         }
         if let Some(t) = a.refiner_story_text {
             model.settings.refiner_story_text = t;
@@ -155,6 +163,7 @@ impl BackendTask for Eval {
             "refiner_guidance": model.settings.refiner_guidance,
             "refiner_semantic_guidance": model.settings.refiner_semantic_guidance,
             "stage1_guidance": model.settings.semantic_guidance,
+            "semantic_noise": model.settings.semantic_noise,
             "refiner_story_text": model.settings.refiner_story_text,
             "steps": a.steps.unwrap_or(model.settings.refiner_steps),
             "shift": model.settings.shift,
@@ -322,7 +331,10 @@ pub fn run_vae(args: VaeEvalArgs) -> Result<()> {
 /// → MLP, the whole token grid flattened) of training clips and applied to *generated* `z_sem`
 /// (stage 1 on the held-out validation captions) and, for reference, to the real `z_sem` of
 /// those validation clips; the Fréchet distance between generated and real `z_sem` tokens is
-/// reported beside the one between two real sets (the sampling floor).
+/// reported beside the one between two real sets (the sampling floor). The same protocol runs
+/// with a second reader, `semgen_encoder::probe` (`set_probe_*` in the JSON): a small learned
+/// probe shared by all tokens and pooled per time slice, which reads an attribute wherever the
+/// object sits in the grid (the flattened linear probe needs a separate weight per cell).
 #[derive(clap::Args, Debug, Clone)]
 pub struct SemanticProbeArgs {
     #[arg(long, default_value = "checkpoints/shapes-small")]
@@ -341,6 +353,9 @@ pub struct SemanticProbeArgs {
     pub steps: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Seed of the set probe's initial weights (`set_probe_*`).
+    #[arg(long, default_value_t = 0)]
+    pub probe_seed: u64,
     /// Validation stories on which the same probes judge each segment's span of the generated
     /// story plan (one full-attention pass over the whole story), and of the real story's
     /// `z_sem` (`real_all_segments`: the reference for the generated spans).
@@ -381,14 +396,14 @@ pub(crate) fn token_rows<B: Backend>(z: Tensor<B, 5>) -> Vec<Vec<f32>> {
     values.chunks(d).map(<[f32]>::to_vec).collect()
 }
 
-impl BackendTask for SemanticProbe {
+impl AutodiffTask for SemanticProbe {
     type Output = Result<()>;
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<AB: AutodiffBackend>(self, device: AB::Device) -> Result<()> {
         use crate::encoder::{labels, ATTRIBUTES};
         use semgen_encoder::train::linear_probe_accuracy;
         let a = self.0;
         let start = std::time::Instant::now();
-        let model = SemgenModel::<B>::load(&a.checkpoint, &device)
+        let model = SemgenModel::<AB::InnerBackend>::load(&a.checkpoint, &device)
             .with_context(|| format!("loading {}", a.checkpoint.display()))?;
         let world = ShapesWorld::new(WorldConfig {
             max_objects: a.objects,
@@ -425,15 +440,28 @@ impl BackendTask for SemanticProbe {
             gen_tokens.extend(t);
         }
         let k = fit_x.first().map_or(0, Vec::len);
+        let dims = {
+            let clip = world.clip(Split::Train, 0)?;
+            let x = semgen_data::videos_to_tensor(&[clip.video], &device)?;
+            let [_, d, t, h, w] = model.encode_clip(x)?.dims();
+            GridDims { d, t, h, w }
+        };
         let flat = |rows: &[Vec<f32>]| rows.concat();
         let (fx, vx, gx) = (flat(&fit_x), flat(&val_x), flat(&gen_x));
+        let set_config = SetProbeConfig {
+            seed: a.probe_seed,
+            ..SetProbeConfig::default()
+        };
         let mut report = serde_json::json!({
             "checkpoint": a.checkpoint,
+            "sampling_seed": a.seed,
             "objects_per_clip": a.objects,
             "fit_clips": a.fit,
             "val_clips": a.val,
             "features": format!("the whole z_sem grid, {k} values per clip"),
+            "set_probe": format!("semgen_encoder::probe, {set_config:?}"),
         });
+        let mut set_probes = Vec::new();
         for (idx, (name, classes)) in ATTRIBUTES.iter().enumerate() {
             let ty: Vec<usize> = fit_y.iter().map(|l| l[idx]).collect();
             let vy: Vec<usize> = val_y.iter().map(|l| l[idx]).collect();
@@ -441,6 +469,12 @@ impl BackendTask for SemanticProbe {
             let on_generated = linear_probe_accuracy(&fx, &ty, &gx, &vy, k, *classes, 1.0);
             report[format!("probe_{name}")] =
                 serde_json::json!({"real": on_real, "generated": on_generated});
+            let probe = set_config.fit::<AB>(dims, &fx, &ty, *classes, &device)?;
+            report[format!("set_probe_{name}")] = serde_json::json!({
+                "real": probe.accuracy(&vx, &vy)?,
+                "generated": probe.accuracy(&gx, &vy)?,
+            });
+            set_probes.push(probe);
         }
         // Stories: segment k of a 16·S + 1 frame story spans semantic frames 2k..2k+2, the
         // same 3-frame grid as a clip, so the clip probes apply to each segment's span.
@@ -462,7 +496,9 @@ impl BackendTask for SemanticProbe {
                 let x = semgen_data::videos_to_tensor(&[story.video.clone()], &device)?;
                 let z_real = model.encode_clip(x)?;
                 for k in 0..a.segments {
-                    let span = |z: &Tensor<B, 5>| grid_rows(z.clone().narrow(2, 2 * k, 3)).0;
+                    let span = |z: &Tensor<AB::InnerBackend, 5>| {
+                        grid_rows(z.clone().narrow(2, 2 * k, 3)).0
+                    };
                     seg_x.extend(span(&z));
                     real_seg_x.extend(span(&z_real));
                     seg_y.push(crate::encoder::segment_labels(&story, k));
@@ -492,6 +528,21 @@ impl BackendTask for SemanticProbe {
                 let last = part(&|s| s >= a.segments - quarter);
                 let real = linear_probe_accuracy(&fx, &ty, &real_sx, &sy, k, *classes, 1.0);
                 stories[format!("probe_{name}")] = serde_json::json!({"all_segments": all, "first_quarter": first, "last_quarter": last, "real_all_segments": real});
+                let set = &set_probes[idx];
+                let set_part = |keep: &dyn Fn(usize) -> bool| -> Result<f64> {
+                    let rows: Vec<usize> = (0..seg_index.len())
+                        .filter(|&r| keep(seg_index[r]))
+                        .collect();
+                    let x: Vec<f32> = rows.iter().flat_map(|&r| seg_x[r].clone()).collect();
+                    let y: Vec<usize> = rows.iter().map(|&r| sy[r]).collect();
+                    Ok(set.accuracy(&x, &y)?)
+                };
+                stories[format!("set_probe_{name}")] = serde_json::json!({
+                    "all_segments": set.accuracy(&sx, &sy)?,
+                    "first_quarter": set_part(&|s| s < quarter)?,
+                    "last_quarter": set_part(&|s| s >= a.segments - quarter)?,
+                    "real_all_segments": set.accuracy(&real_sx, &sy)?,
+                });
             }
             report["stories"] = stories;
         }
@@ -511,7 +562,7 @@ impl BackendTask for SemanticProbe {
 
 pub fn run_semantic_probe(args: SemanticProbeArgs) -> Result<()> {
     let device = args.device;
-    dispatch(device, SemanticProbe(args))?
+    dispatch_autodiff(device, SemanticProbe(args))?
 }
 
 /// `xtask motion REPORTS.jsonl…`: the motion confusion of per-clip reports that `xtask eval --out`

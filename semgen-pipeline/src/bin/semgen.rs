@@ -76,6 +76,9 @@ struct GenerateArgs {
     /// The refiner's guidance on the semantic plan (g_s; 1 = none).
     #[arg(long)]
     semantic_guidance: Option<f64>,
+    /// Noise added to the semantic plan before the refiner reads it (std; 0 = none).
+    #[arg(long)]
+    semantic_noise: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value = "cpu")]
@@ -257,6 +260,9 @@ impl BackendTask for Generate {
         }
         if let Some(g) = a.semantic_guidance {
             req.refiner_semantic_guidance = g;
+        }
+        if let Some(n) = a.semantic_noise {
+            req.semantic_noise = n;
         }
         model.check(&req)?;
         let start = std::time::Instant::now();
