@@ -522,25 +522,19 @@ impl AutodiffTask for SemanticProbe {
                         .collect();
                     let x: Vec<f32> = rows.iter().flat_map(|&r| seg_x[r].clone()).collect();
                     let y: Vec<usize> = rows.iter().map(|&r| sy[r]).collect();
-                    linear_probe_accuracy(&fx, &ty, &x, &y, k, *classes, 1.0)
+                    (x, y)
                 };
-                let first = part(&|s| s < quarter);
-                let last = part(&|s| s >= a.segments - quarter);
+                let (first, last) = (part(&|s| s < quarter), part(&|s| s >= a.segments - quarter));
+                let ridge = |(x, y): &(Vec<f32>, Vec<usize>)| {
+                    linear_probe_accuracy(&fx, &ty, x, y, k, *classes, 1.0)
+                };
                 let real = linear_probe_accuracy(&fx, &ty, &real_sx, &sy, k, *classes, 1.0);
-                stories[format!("probe_{name}")] = serde_json::json!({"all_segments": all, "first_quarter": first, "last_quarter": last, "real_all_segments": real});
+                stories[format!("probe_{name}")] = serde_json::json!({"all_segments": all, "first_quarter": ridge(&first), "last_quarter": ridge(&last), "real_all_segments": real});
                 let set = &set_probes[idx];
-                let set_part = |keep: &dyn Fn(usize) -> bool| -> Result<f64> {
-                    let rows: Vec<usize> = (0..seg_index.len())
-                        .filter(|&r| keep(seg_index[r]))
-                        .collect();
-                    let x: Vec<f32> = rows.iter().flat_map(|&r| seg_x[r].clone()).collect();
-                    let y: Vec<usize> = rows.iter().map(|&r| sy[r]).collect();
-                    Ok(set.accuracy(&x, &y)?)
-                };
                 stories[format!("set_probe_{name}")] = serde_json::json!({
                     "all_segments": set.accuracy(&sx, &sy)?,
-                    "first_quarter": set_part(&|s| s < quarter)?,
-                    "last_quarter": set_part(&|s| s >= a.segments - quarter)?,
+                    "first_quarter": set.accuracy(&first.0, &first.1)?,
+                    "last_quarter": set.accuracy(&last.0, &last.1)?,
                     "real_all_segments": set.accuracy(&real_sx, &sy)?,
                 });
             }
