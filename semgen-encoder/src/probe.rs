@@ -88,7 +88,7 @@ impl GridDims {
         if per == 0 {
             return Err(ProbeError::EmptyGrid(*self));
         }
-        if len % per != 0 {
+        if !len.is_multiple_of(per) {
             return Err(ProbeError::Ragged {
                 values: len,
                 per,
