@@ -286,8 +286,7 @@ impl SetProbeConfig {
         let mut optim = AdamWConfig::new()
             .with_weight_decay(self.weight_decay)
             .init();
-        let one_hot = |t: Tensor<B, 1, Int>| t.one_hot::<2>(classes).float();
-        let target = one_hot(targets);
+        let target = targets.one_hot::<2>(classes).float();
         for _ in 0..self.steps {
             let logits = net.forward(input.clone());
             let loss = -(log_softmax(logits, 1) * target.clone()).sum_dim(1).mean();

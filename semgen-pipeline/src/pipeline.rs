@@ -159,14 +159,15 @@ fn sampler(s: &StageSettings) -> Result<SamplerConfig, PipelineError> {
         shift: s.shift,
     };
     c.validate()?;
-    check_guidance(s.guidance)?;
+    check_non_negative("guidance", s.guidance)?;
     Ok(c)
 }
 
-fn check_guidance(g: f64) -> Result<(), PipelineError> {
-    if !(g.is_finite() && g >= 0.0) {
+/// A sampling setting that must be a finite number ≥ 0 (guidance scales, the noise on `z_sem`).
+fn check_non_negative(what: &str, v: f64) -> Result<(), PipelineError> {
+    if !(v.is_finite() && v >= 0.0) {
         return Err(semgen_core::ConfigError::invalid(format!(
-            "guidance must be a non-negative number, got {g}"
+            "{what} must be a non-negative number, got {v}"
         ))
         .into());
     }
@@ -225,15 +226,8 @@ impl<B: Backend> SemgenModel<B> {
         }
         sampler(&req.semantic)?;
         sampler(&req.refiner)?;
-        check_guidance(req.refiner_semantic_guidance)?;
-        if !(req.semantic_noise.is_finite() && req.semantic_noise >= 0.0) {
-            return Err(semgen_core::ConfigError::invalid(format!(
-                "semantic_noise must be a non-negative number, got {}",
-                req.semantic_noise
-            ))
-            .into());
-        }
-        Ok(())
+        check_non_negative("guidance", req.refiner_semantic_guidance)?;
+        check_non_negative("semantic_noise", req.semantic_noise)
     }
 
     /// The VAE latent grid `[F, h, w]` of a clip.

@@ -409,24 +409,35 @@ impl AutodiffTask for SemanticProbe {
             max_objects: a.objects,
             ..WorldConfig::default()
         })?;
-        let real =
-            |split: Split, n: usize| -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<[usize; 6]>)> {
-                let (mut grids, mut tokens, mut labs) = (Vec::new(), Vec::new(), Vec::new());
-                for first in (0..n).step_by(32) {
-                    let clips = (first..n.min(first + 32))
-                        .map(|i| world.clip(split, i as u64))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let videos: Vec<_> = clips.iter().map(|c| c.video.clone()).collect();
-                    let x = semgen_data::videos_to_tensor(&videos, &device)?;
-                    let (g, t) = grid_rows(model.encode_clip(x)?);
-                    grids.extend(g);
-                    tokens.extend(t);
-                    labs.extend(clips.iter().map(labels));
-                }
-                Ok((grids, tokens, labs))
-            };
-        let (fit_x, fit_tokens, fit_y) = real(Split::Train, a.fit)?;
-        let (val_x, val_tokens, val_y) = real(Split::Val, a.val)?;
+        // Whole grids, tokens, labels, and the shape of one grid (`None` for no clips).
+        type Real = (
+            Vec<Vec<f32>>,
+            Vec<Vec<f32>>,
+            Vec<[usize; 6]>,
+            Option<GridDims>,
+        );
+        let real = |split: Split, n: usize| -> Result<Real> {
+            let (mut grids, mut tokens, mut labs, mut dims) =
+                (Vec::new(), Vec::new(), Vec::new(), None);
+            for first in (0..n).step_by(32) {
+                let clips = (first..n.min(first + 32))
+                    .map(|i| world.clip(split, i as u64))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let videos: Vec<_> = clips.iter().map(|c| c.video.clone()).collect();
+                let x = semgen_data::videos_to_tensor(&videos, &device)?;
+                let z = model.encode_clip(x)?;
+                let [_, d, t, h, w] = z.dims();
+                dims = Some(GridDims { d, t, h, w });
+                let (g, t) = grid_rows(z);
+                grids.extend(g);
+                tokens.extend(t);
+                labs.extend(clips.iter().map(labels));
+            }
+            Ok((grids, tokens, labs, dims))
+        };
+        let (fit_x, fit_tokens, fit_y, dims) = real(Split::Train, a.fit)?;
+        let dims = dims.context("--fit 0: no training clips to fit the probes on")?;
+        let (val_x, val_tokens, val_y, _) = real(Split::Val, a.val)?;
         let (mut gen_x, mut gen_tokens) = (Vec::new(), Vec::new());
         for i in 0..a.val {
             let clip = world.clip(Split::Val, i as u64)?;
@@ -440,12 +451,6 @@ impl AutodiffTask for SemanticProbe {
             gen_tokens.extend(t);
         }
         let k = fit_x.first().map_or(0, Vec::len);
-        let dims = {
-            let clip = world.clip(Split::Train, 0)?;
-            let x = semgen_data::videos_to_tensor(&[clip.video], &device)?;
-            let [_, d, t, h, w] = model.encode_clip(x)?.dims();
-            GridDims { d, t, h, w }
-        };
         let flat = |rows: &[Vec<f32>]| rows.concat();
         let (fx, vx, gx) = (flat(&fit_x), flat(&val_x), flat(&gen_x));
         let set_config = SetProbeConfig {
