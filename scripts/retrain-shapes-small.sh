@@ -16,12 +16,16 @@
 # that MLP trained on clips and whole stories (08-11), v1's VAE decoder fine-tuned a fifth time
 # (12) under stage 2's latent statistics, assembly into checkpoints/shapes-small-v2, evaluations.
 #
-# v3 (shipped since session 24, checkpoints/shapes-small): v2's stage 2 one round further on
+# v3 (shipped in sessions 24-26): v2's stage 2 one round further on
 # fresh clips (configs/shapes-small/v3/01), v2's decoder spliced under its latent statistics,
 # assembled with v2's encoders and stage 1 into checkpoints/shapes-small, evaluations.
 #
+# v4 (shipped since session 27, checkpoints/shapes-small): v3 with its stage 1 (v2's) trained two
+# rounds further on fresh clips and stories (configs/shapes-small/v4/01-02); needs the v3 step's
+# run folder. v3 is v4 with checkpoints/shapes-small-v2/semantic_dit.safetensors.
+#
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval)
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval | v4 | v4-eval)
 # The decoder step starts from checkpoints/shapes-small-v1/vae.safetensors, so run it once per
 # assembly; the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from
 # the decoder step's VAE installed in checkpoints/shapes-small-v1.
@@ -164,5 +168,17 @@ if step v3; then
 fi
 if step v3-eval; then
   tables checkpoints/shapes-small docs/results/v3 runs/v3
+fi
+if step v4; then
+  # Stage 1 two rounds further from v2's (= v3's) on fresh worlds, assembled with the v3 step's
+  # stage 2 and VAE and v2's encoders, over the v3 folder.
+  mkdir -p runs/v4
+  for n in 01-semantic-fresh9 02-semantic-fresh10; do
+    $x train semantic --config configs/shapes-small/v4/$n.toml --out runs/v4/$n > runs/v4/$n.log 2>&1
+  done
+  scripts/assemble-model.sh checkpoints/shapes-small-v2 runs/v3/01-refiner-fresh4 runs/v4/02-semantic-fresh10 checkpoints/shapes-small
+fi
+if step v4-eval; then
+  tables checkpoints/shapes-small docs/results/v4 runs/v4
 fi
 echo "retrained from $first"

@@ -723,7 +723,7 @@ pub const ORIGINAL_WAN_KEYS: &[KeyRule] = &[
 
 /// Zeroes a linear layer (weight and bias): a residual branch ending in it adds nothing. The
 /// parameters stay trainable (a fresh zero tensor would not be marked for gradients).
-fn zero_linear<B: Backend>(mut l: Linear<B>) -> Linear<B> {
+pub fn zero_linear<B: Backend>(mut l: Linear<B>) -> Linear<B> {
     fn zero<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
         let trainable = t.is_require_grad();
         t.zeros_like().set_require_grad(trainable)

@@ -242,6 +242,13 @@ pub struct MotionConfusion {
     pub counts: [[usize; 6]; 5],
     /// The displacement under which a measured motion is "still" (the oracle's threshold).
     pub still_tolerance: f64,
+    /// Binding of motion to objects: over the tracked objects of segments where another object
+    /// was prompted a different motion class, how many were measured doing their own prompted
+    /// motion, another object's, or neither (`[own, other's, neither]`). A model that gives each
+    /// object of "a red square moving up and a blue ring moving down" either motion regardless
+    /// of which object it belongs to has as many "other's" as "own".
+    #[serde(default)]
+    pub binding: [usize; 3],
 }
 
 impl Default for MotionConfusion {
@@ -249,6 +256,7 @@ impl Default for MotionConfusion {
         Self {
             counts: [[0; 6]; 5],
             still_tolerance: OracleConfig::default().still_tolerance,
+            binding: [0; 3],
         }
     }
 }
@@ -273,14 +281,45 @@ impl MotionConfusion {
             });
         }
         for (scene, segment) in prompt.segments.iter().zip(&report.segments) {
-            for (object, measured) in scene.objects.iter().zip(&segment.objects) {
-                let row = MotionClass::prompted(object.motion) as usize;
-                let col =
-                    MotionClass::measured(measured.displacement, self.still_tolerance) as usize;
-                self.counts[row][col] += 1;
+            let prompted: Vec<MotionClass> = scene
+                .objects
+                .iter()
+                .map(|o| MotionClass::prompted(o.motion))
+                .collect();
+            for (i, measured) in segment.objects.iter().enumerate() {
+                let own = prompted[i];
+                let got = MotionClass::measured(measured.displacement, self.still_tolerance);
+                self.counts[own as usize][got as usize] += 1;
+                let others: Vec<MotionClass> = (0..prompted.len())
+                    .filter(|&j| j != i && prompted[j] != own)
+                    .map(|j| prompted[j])
+                    .collect();
+                if others.is_empty() || got == MotionClass::Lost {
+                    continue;
+                }
+                let k = if got == own {
+                    0
+                } else if others.contains(&got) {
+                    1
+                } else {
+                    2
+                };
+                self.binding[k] += 1;
             }
         }
         Ok(())
+    }
+
+    /// Of the objects counted in [`Self::binding`], the fractions measured doing their own
+    /// prompted motion and another object's, `(own, other's)`. `None` before any such object.
+    pub fn binding_rates(&self) -> Option<(f64, f64)> {
+        let total: usize = self.binding.iter().sum();
+        (total > 0).then(|| {
+            (
+                self.binding[0] as f64 / total as f64,
+                self.binding[1] as f64 / total as f64,
+            )
+        })
     }
 
     /// Of the objects prompted as moving whose blob was tracked, the fraction measured moving

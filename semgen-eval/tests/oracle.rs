@@ -262,3 +262,42 @@ fn measured_motion_classes_follow_image_axes() {
         MotionClass::Up
     );
 }
+
+#[test]
+fn motion_binding_counts_own_and_swapped_motions_of_multi_object_prompts() {
+    // Ground truth: every object of a segment whose objects were prompted different motions
+    // does its own. With the motions of the first two objects swapped in the prompt, each of
+    // them is measured doing the other's.
+    let clips = clips(Split::Test);
+    let (mut right, mut swapped) = (MotionConfusion::default(), MotionConfusion::default());
+    let mut differing = 0;
+    for c in &clips {
+        let p = c.prompt();
+        right.add(&p, &evaluate(&c.video, &p).unwrap()).unwrap();
+        let objects = &p.segments[0].objects;
+        if objects.len() == 2
+            && MotionClass::prompted(objects[0].motion) != MotionClass::prompted(objects[1].motion)
+        {
+            differing += 1;
+            let mut q = p.clone();
+            let (a, b) = (objects[0].motion, objects[1].motion);
+            q.segments[0].objects[0].motion = b;
+            q.segments[0].objects[1].motion = a;
+            swapped.add(&q, &evaluate(&c.video, &q).unwrap()).unwrap();
+        }
+    }
+    assert!(
+        differing >= 10,
+        "{differing} two-object clips with differing motions"
+    );
+    assert_eq!(right.binding, [2 * differing, 0, 0]);
+    assert_eq!(right.binding_rates(), Some((1.0, 0.0)));
+    assert_eq!(swapped.binding, [0, 2 * differing, 0]);
+    assert_eq!(swapped.binding_rates(), Some((0.0, 1.0)));
+    // One-object clips count nothing; reports written before the field existed still parse.
+    assert_eq!(MotionConfusion::default().binding_rates(), None);
+    let old: MotionConfusion =
+        serde_json::from_str(r#"{"counts":[[0,0,0,0,0,0],[0,0,0,0,0,0],[0,0,0,0,0,0],[0,0,0,0,0,0],[0,0,0,0,0,0]],"still_tolerance":1.5}"#)
+            .unwrap();
+    assert_eq!(old.binding, [0, 0, 0]);
+}

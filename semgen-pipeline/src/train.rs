@@ -25,7 +25,7 @@ use semgen_encoder::tokenizer::PromptTokenizer;
 use semgen_encoder::umt5::Umt5Config;
 use semgen_refiner::geometry::SemanticGeometry;
 use semgen_refiner::refiner::{Refiner, RefinerBatch, RefinerConfig};
-use semgen_semantic_dit::{SemanticDit, SemanticDitConfig, SemanticText};
+use semgen_semantic_dit::{SemanticDit, SemanticDitConfig, SemanticText, TextRefinerConfig};
 use semgen_vae::WanVae;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -142,6 +142,19 @@ pub struct SemanticModel {
     /// in stage 2 before its `object_weight`.
     #[serde(default = "crate::model::one", skip_serializing_if = "is_one")]
     pub object_weight: f64,
+    /// Blocks of the text refiner (`semgen_semantic_dit::TextRefiner`, self-attention over the
+    /// prompt's tokens before the cross-attention reads them); 0 = none. A fine-tune whose
+    /// `init_from` has none starts it as the identity.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub text_refiner_layers: usize,
+    /// The text refiner's `output_gain` (a learning-rate multiplier for its zero-initialised
+    /// output projections, `TextRefinerConfig::output_gain`).
+    #[serde(default = "crate::model::one", skip_serializing_if = "is_one")]
+    pub text_refiner_gain: f64,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 /// `[model]` of the refiner config.
@@ -932,6 +945,7 @@ impl<B: Backend> GrowsInDepth<B> for SemanticDit<B> {
         let dit = self.dit.grown_to(deeper.dit).map_err(TrainError::task)?;
         Ok(SemanticDit {
             dit,
+            text_refiner: self.text_refiner,
             config: deeper.config,
         })
     }
@@ -1291,7 +1305,12 @@ impl<B: AutodiffBackend> SemanticTask<B> {
             d_out,
         )
         .with_z_mean(mean)
-        .with_z_std(std);
+        .with_z_std(std)
+        .with_text_refiner((config.model.text_refiner_layers > 0).then(|| {
+            TextRefinerConfig::new(frozen.text_config.d_model)
+                .with_layers(config.model.text_refiner_layers)
+                .with_output_gain(config.model.text_refiner_gain)
+        }));
         // `init_from`'s generator file and its stored config (read once: its statistics here,
         // its depth below).
         let init = match &config.inputs.init_from {
@@ -1340,15 +1359,40 @@ impl<B: AutodiffBackend> SemanticTask<B> {
                 stored.text_drop = run.text_drop;
                 stored.timesteps = run.timesteps.clone();
             };
+            // A stored generator without a text refiner is loaded as it is and given a fresh
+            // (identity) one.
+            let graft = match (&stored.text_refiner, &dit_config.text_refiner) {
+                (None, Some(r)) => Some(r.clone()),
+                _ => None,
+            };
+            let load_config = match graft {
+                Some(_) => SemanticDitConfig {
+                    text_refiner: None,
+                    ..dit_config.clone()
+                },
+                None => dit_config.clone(),
+            };
+            if graft.is_some() {
+                model = load_config.init::<B>(device).map_err(TrainError::task)?;
+            }
             model = init_from_or_grow(
                 model,
-                &dit_config,
+                &load_config,
                 stored,
                 path,
                 "semantic_dit",
                 training_only,
                 device,
             )?;
+            if let Some(r) = graft {
+                let layers = r.layers;
+                model = model
+                    .with_text_refiner(r, device)
+                    .map_err(TrainError::task)?;
+                println!(
+                    "semantic_dit: a text refiner of {layers} blocks added (identity at the start)"
+                );
+            }
         }
         Ok((
             Self {
@@ -1592,6 +1636,66 @@ mod tests {
         };
         assert_eq!(same_data, v2.data);
         assert!(c.inputs.pool_cache.unwrap().starts_with("runs/v3"));
+    }
+
+    #[test]
+    fn the_v4_steps_continue_v2s_stage_1_on_fresh_worlds() {
+        // configs/shapes-small/v4: two stage-1 rounds from v2's generator (v3's is v2's), each
+        // on clips and stories of a world no earlier step saw, with v2's last stage-1 recipe.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shapes-small");
+        let v2 = read_toml::<SemanticTrainConfig>(&dir.join("v2/11-semantic-4.toml")).unwrap();
+        let steps = ["v4/01-semantic-fresh9.toml", "v4/02-semantic-fresh10.toml"]
+            .map(|n| read_toml::<SemanticTrainConfig>(&dir.join(n)).unwrap());
+        assert_eq!(
+            steps[0].inputs.init_from.as_deref(),
+            Some(Path::new("checkpoints/shapes-small-v2"))
+        );
+        assert_eq!(
+            steps[1].inputs.init_from.as_deref(),
+            Some(Path::new("runs/v4/01-semantic-fresh9"))
+        );
+        let mut seen = Vec::new();
+        for sub in ["v2", "v3"] {
+            for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let path = e.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if name.contains("-refiner-") {
+                    seen.push(
+                        read_toml::<RefinerTrainConfig>(&path)
+                            .unwrap()
+                            .data
+                            .world_seed,
+                    );
+                } else if name.contains("-semantic-") {
+                    seen.push(
+                        read_toml::<SemanticTrainConfig>(&path)
+                            .unwrap()
+                            .data
+                            .world_seed,
+                    );
+                }
+            }
+        }
+        for c in &steps {
+            // The MLP that defines stage 1's space is v2's (and v3's).
+            assert_eq!(
+                c.inputs.refiner.as_deref(),
+                Some(Path::new("checkpoints/shapes-small-v2"))
+            );
+            assert_eq!(c.inputs.encoder, v2.inputs.encoder);
+            assert_eq!(c.model, v2.model);
+            assert_eq!(c.stories, v2.stories);
+            assert_eq!(c.train.steps, v2.train.steps);
+            assert_eq!(c.train.lr, v2.train.lr);
+            assert!(!seen.contains(&c.data.world_seed), "{}", c.data.world_seed);
+            seen.push(c.data.world_seed);
+            let same_data = DataConfig {
+                world_seed: v2.data.world_seed,
+                ..c.data.clone()
+            };
+            assert_eq!(same_data, v2.data);
+            assert!(c.inputs.pool_cache.as_ref().unwrap().starts_with("runs/v4"));
+        }
     }
 
     #[test]

@@ -27,5 +27,7 @@
 //! ```
 
 mod model;
+mod text_refiner;
 
 pub use model::*;
+pub use text_refiner::*;

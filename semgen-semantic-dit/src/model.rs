@@ -8,6 +8,8 @@ use semgen_core::sampling::{apply_cfg, Denoiser};
 use semgen_core::wan_dit::{TextCondition, TokenLayout, WanDit, WanDitConfig};
 use semgen_core::ConfigError;
 
+use crate::text_refiner::{TextRefiner, TextRefinerConfig};
+
 /// Errors of the semantic generator's inputs.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SemanticDitError {
@@ -43,6 +45,10 @@ pub struct SemanticDitConfig {
     pub z_mean: Vec<f32>,
     #[config(default = "Vec::new()")]
     pub z_std: Vec<f32>,
+    /// Self-attention over the prompt's tokens before the cross-attention reads them
+    /// ([`TextRefiner`]; binds attributes to their objects); `None` = the raw text features.
+    #[config(default = "None")]
+    pub text_refiner: Option<TextRefinerConfig>,
 }
 
 impl SemanticDitConfig {
@@ -125,6 +131,15 @@ impl SemanticDitConfig {
                 "z_mean/z_std have {m}/{s} entries; both must be empty or have in_channels = {c}"
             )));
         }
+        if let Some(r) = &self.text_refiner {
+            r.validate()?;
+            if r.dim != self.dit.text_dim {
+                return Err(ConfigError::invalid(format!(
+                    "text refiner width {} differs from the text width {}",
+                    r.dim, self.dit.text_dim
+                )));
+            }
+        }
         if self.z_mean.iter().any(|v| !v.is_finite())
             || self.z_std.iter().any(|v| !(v.is_finite() && *v > 0.0))
         {
@@ -139,6 +154,10 @@ impl SemanticDitConfig {
         self.validate()?;
         Ok(SemanticDit {
             dit: self.dit.init(device)?,
+            text_refiner: match &self.text_refiner {
+                Some(r) => Some(r.init(device)?),
+                None => None,
+            },
             config: self.clone(),
         })
     }
@@ -174,6 +193,7 @@ impl<B: Backend> SemanticText<B> {
 #[derive(Module, Debug)]
 pub struct SemanticDit<B: Backend> {
     pub dit: WanDit<B>,
+    pub text_refiner: Option<TextRefiner<B>>,
     #[module(skip)]
     pub config: SemanticDitConfig,
 }
@@ -189,6 +209,29 @@ impl<B: Backend> SemanticDit<B> {
         Ok(self.dit.layout(g, None, device))
     }
 
+    /// This generator with a fresh (identity) text refiner of `config`: a model trained without
+    /// one starts its fine-tune from the same function.
+    pub fn with_text_refiner(
+        mut self,
+        config: TextRefinerConfig,
+        device: &B::Device,
+    ) -> Result<Self, ConfigError> {
+        let mut full = self.config.clone();
+        full.text_refiner = Some(config.clone());
+        full.validate()?;
+        self.text_refiner = Some(config.init(device)?);
+        self.config = full;
+        Ok(self)
+    }
+
+    /// Raw text features `[B, L, text_dim]` through the text refiner, if any.
+    fn refine_text(&self, text: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.text_refiner {
+            Some(r) => r.forward(text),
+            None => text,
+        }
+    }
+
     /// Embeds text, binding segment prompts to their time spans.
     pub fn condition(
         &self,
@@ -196,7 +239,9 @@ impl<B: Backend> SemanticDit<B> {
         layout: &TokenLayout<B>,
     ) -> Result<TextCondition<B>, SemanticDitError> {
         Ok(match text {
-            SemanticText::Shared(t) => TextCondition::Shared(self.dit.embed_text(t)),
+            SemanticText::Shared(t) => {
+                TextCondition::Shared(self.dit.embed_text(self.refine_text(t)))
+            }
             SemanticText::Segments(t) => {
                 let s = t.dims()[1];
                 let frames = layout.grid[0];
@@ -209,6 +254,10 @@ impl<B: Backend> SemanticDit<B> {
                         frames,
                     });
                 }
+                let [b, _, l, c] = t.dims();
+                let t = self
+                    .refine_text(t.reshape([b * s, l, c]))
+                    .reshape([b, s, l, c]);
                 TextCondition::Segmented {
                     text: self.dit.embed_segment_text(t),
                     plan: layout.segment_plan(self.config.frames_per_segment, s),

@@ -7,7 +7,9 @@ use burn::tensor::{Distribution, Tolerance};
 use rand::SeedableRng;
 use semgen_core::sampling::{sample, Control, StepInfo, UniPc};
 use semgen_core::wan_dit::WanDitConfig;
-use semgen_semantic_dit::{SemanticDenoiser, SemanticDitConfig, SemanticDitError, SemanticText};
+use semgen_semantic_dit::{
+    SemanticDenoiser, SemanticDitConfig, SemanticDitError, SemanticText, TextRefinerConfig,
+};
 
 type B = NdArray;
 
@@ -188,4 +190,72 @@ fn weighted_loss_is_the_weighted_token_mean() {
     assert!((single - plain).abs() > 1e-4, "{single} vs {plain}");
     let err = loss(Some(Tensor::ones([2, 8, 2, 2, 2], &d))).unwrap_err();
     assert!(matches!(err, SemanticDitError::Shape(_)), "{err}");
+}
+
+#[test]
+fn text_refiner_grafts_as_the_identity_and_makes_token_order_matter() {
+    let d = Default::default();
+    let m = SemanticDitConfig::tiny(8, 16).init::<B>(&d).unwrap();
+    let z = randn([1, 8, 4, 2, 2]);
+    let t = Tensor::<B, 1>::from_floats([500.0], &d);
+    let text = randn([1, 4, 16]);
+    // The same tokens in another order (first and last swapped).
+    let swapped = Tensor::cat(
+        vec![
+            text.clone().slice([0..1, 3..4, 0..16]),
+            text.clone().slice([0..1, 1..3, 0..16]),
+            text.clone().slice([0..1, 0..1, 0..16]),
+        ],
+        1,
+    );
+    let v = |m: &semgen_semantic_dit::SemanticDit<B>, text: Tensor<B, 3>| {
+        m.forward(z.clone(), t.clone(), SemanticText::Shared(text))
+            .unwrap()
+    };
+    // Cross-attention alone reads the prompt as a set: reordering its tokens changes nothing,
+    // which is why "a red square moving up and a blue ring moving down" can lose which object
+    // moves which way unless the text features themselves carry it.
+    let plain = v(&m, text.clone());
+    plain.clone().into_data().assert_approx_eq::<f32>(
+        &v(&m, swapped.clone()).into_data(),
+        Tolerance::absolute(1e-5),
+    );
+
+    // A grafted refiner starts as the identity, for shared and per-segment prompts alike.
+    let segments = randn([1, 2, 4, 16]);
+    let seg_before = m
+        .forward(
+            z.clone(),
+            t.clone(),
+            SemanticText::Segments(segments.clone()),
+        )
+        .unwrap();
+    let mut r = m
+        .with_text_refiner(TextRefinerConfig::new(16).with_layers(1), &d)
+        .unwrap();
+    assert_eq!(r.config.text_refiner.as_ref().unwrap().layers, 1);
+    v(&r, text.clone())
+        .into_data()
+        .assert_approx_eq::<f32>(&plain.into_data(), Tolerance::absolute(1e-5));
+    r.forward(z.clone(), t.clone(), SemanticText::Segments(segments))
+        .unwrap()
+        .into_data()
+        .assert_approx_eq::<f32>(&seg_before.into_data(), Tolerance::absolute(1e-5));
+
+    // Once its output projection is trained away from zero, the order of the tokens matters.
+    let refiner = r.text_refiner.as_mut().unwrap();
+    refiner.blocks[0].to_out = burn::nn::LinearConfig::new(16, 16).init(&d);
+    let diff: f32 = (v(&r, text) - v(&r, swapped)).abs().max().into_scalar();
+    assert!(diff > 1e-4, "token order ignored: {diff}");
+
+    // A refiner of another width than the text, or whose heads do not divide it, is refused.
+    let m = SemanticDitConfig::tiny(8, 16).init::<B>(&d).unwrap();
+    assert!(m.with_text_refiner(TextRefinerConfig::new(12), &d).is_err());
+    let wrong = SemanticDitConfig::tiny(8, 16)
+        .with_text_refiner(Some(TextRefinerConfig::new(16).with_heads(5)))
+        .init::<B>(&d);
+    assert!(wrong
+        .unwrap_err()
+        .to_string()
+        .contains("5 heads do not divide"));
 }

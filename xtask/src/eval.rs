@@ -171,6 +171,7 @@ impl BackendTask for Eval {
             "drift_first_minus_last_quarter": drift,
             "direction_agreement": confusion.direction_agreement(),
             "still_agreement": confusion.still_agreement(),
+            "motion_binding_own_other": confusion.binding_rates(),
             "motion_confusion": confusion,
             "seconds": start.elapsed().as_secs_f64(),
         });
@@ -600,10 +601,13 @@ pub fn motion(a: MotionArgs) -> Result<()> {
         let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", v));
         let written = writeln!(
             out,
-            "{}: {clips} clips, direction agreement {}, still agreement {}\n{}",
+            "{}: {clips} clips, direction agreement {}, still agreement {}, objects doing their own / another object's prompted motion {} / {} (of {})\n{}",
             path.display(),
             pct(confusion.direction_agreement()),
             pct(confusion.still_agreement()),
+            pct(confusion.binding_rates().map(|r| r.0)),
+            pct(confusion.binding_rates().map(|r| r.1)),
+            confusion.binding.iter().sum::<usize>(),
             confusion.markdown()
         );
         match written {

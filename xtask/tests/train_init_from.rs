@@ -459,6 +459,57 @@ fn a_stage_1_fine_tune_starts_from_its_init_from_weights_in_their_z_space() {
     let grown_file = dir.path().join("grown/semantic_dit.safetensors");
     assert_eq!(stored_config(&grown_file)["dit"]["num_layers"], 2);
     assert_grown_by_one_block(&base, &grown_file);
+
+    // A text refiner is grafted onto a generator trained without one: every stored tensor
+    // unchanged, the refiner's output projections zero (the identity), its config stored; a
+    // fine-tune of that generator then loads the refiner's weights as they are.
+    let refined_toml = semantic_config(&refiner, 2, 1e-9, 7, 1, &from)
+        .replace("ffn = 32", "ffn = 32\ntext_refiner_layers = 1");
+    let refined = ok(&train_semantic(dir.path(), "refined", &refined_toml));
+    assert!(
+        refined.contains("a text refiner of 1 blocks added"),
+        "{refined}"
+    );
+    let refined_file = dir.path().join("refined/semantic_dit.safetensors");
+    assert_eq!(stored_config(&refined_file)["text_refiner"]["layers"], 1);
+    let base_weights: std::collections::HashMap<String, Vec<f32>> =
+        weights(&base).into_iter().collect();
+    let refined_weights = weights(&refined_file);
+    let mut zero_outputs = 0;
+    for (name, values) in &refined_weights {
+        let largest = values.iter().fold(0f32, |m, x| m.max(x.abs()));
+        match base_weights.get(name) {
+            Some(stored) => {
+                let diff: Vec<f32> = stored.iter().zip(values).map(|(a, b)| a - b).collect();
+                assert!(diff.iter().all(|d| d.abs() < 1e-6), "{name}");
+            }
+            None => {
+                assert!(
+                    name.starts_with("text_refiner."),
+                    "unexpected tensor {name}"
+                );
+                if name.contains("to_out") || name.contains("ffn_out") {
+                    assert!(largest < 1e-6, "{name} is not zero");
+                    zero_outputs += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(zero_outputs, 4, "to_out and ffn_out, weight and bias");
+    assert_eq!(refined_weights.len(), base_weights.len() + 18);
+    let from_refined = format!("init_from = \"{}\"", dir.path().join("refined").display());
+    let again = ok(&train_semantic(
+        dir.path(),
+        "again",
+        &refined_toml.replace(&from, &from_refined),
+    ));
+    assert!(!again.contains("text refiner of"), "{again}");
+    assert!(
+        max_diff(
+            &refined_weights,
+            &weights(&dir.path().join("again/semantic_dit.safetensors"))
+        ) < 1e-6
+    );
 }
 
 /// `grown` holds every tensor of `base` unchanged, and a second block whose output projections

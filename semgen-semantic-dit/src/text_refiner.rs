@@ -1,0 +1,234 @@
+//! A small self-attention stack over the prompt's tokens, trained with the generator (in the
+//! spirit of HunyuanVideo's token refiner): it lets each token take in its neighbours, so that
+//! "moving up" in "a red square moving up and a blue ring moving down" carries *which* object
+//! moves up before the semantic tokens cross-attend to it.
+//!
+//! Why stage 1 needs it: the Shapes text encoder is trained contrastively (`semgen-encoder`),
+//! and in-batch negatives almost never differ only in which object does what, so its token
+//! features bind attributes to objects weakly. Without a refiner the generator gave two-object
+//! prompts each other's motion about as often as their own (docs/results.md, session 27).
+//!
+//! Positions are a sinusoidal embedding of the token index through a learned projection, added
+//! to the attention input only. The output projections of attention and FFN start at zero, so a
+//! fresh refiner is the identity: grafted onto a trained generator it starts from that
+//! generator's function.
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use semgen_core::attention::sdpa;
+use semgen_core::layers::{gelu_tanh, timestep_embedding, AffineLayerNorm, AffineLayerNormConfig};
+use semgen_core::wan_dit::zero_linear;
+use semgen_core::ConfigError;
+
+/// Width of the sinusoidal position features before their projection.
+const POSITION_FEATURES: usize = 64;
+
+/// Configuration of [`TextRefiner`].
+#[derive(Config, Debug, PartialEq)]
+pub struct TextRefinerConfig {
+    /// Width of the text features (the text encoder's `d_model`).
+    pub dim: usize,
+    #[config(default = 2)]
+    pub layers: usize,
+    #[config(default = 4)]
+    pub heads: usize,
+    /// Hidden width of each block's FFN; 0 = `4 · dim`.
+    #[config(default = 0)]
+    pub ffn: usize,
+    #[config(default = 1e-6)]
+    pub eps: f64,
+    /// Multiplier on each residual branch's output. The output projections start at zero, so
+    /// under Adam this is a learning-rate multiplier for them (StyleGAN's equalised learning
+    /// rate): a refiner grafted onto a trained generator needs to move faster than the
+    /// generator's fine-tuning rate lets a plain layer move (at gain 1 and lr 2e-4 it stayed
+    /// within 1 % of the identity over 2000 steps; docs/results.md, session 27).
+    #[config(default = 1.0)]
+    pub output_gain: f64,
+}
+
+impl TextRefinerConfig {
+    fn ffn_width(&self) -> usize {
+        if self.ffn == 0 {
+            4 * self.dim
+        } else {
+            self.ffn
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.dim == 0 || self.layers == 0 || self.heads == 0 {
+            return Err(ConfigError::invalid(format!(
+                "text refiner: dim, layers and heads must be positive (got {}, {}, {})",
+                self.dim, self.layers, self.heads
+            )));
+        }
+        if !self.dim.is_multiple_of(self.heads) {
+            return Err(ConfigError::invalid(format!(
+                "text refiner: {} heads do not divide the text width {}",
+                self.heads, self.dim
+            )));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(ConfigError::invalid("text refiner: eps must be positive"));
+        }
+        if !(self.output_gain.is_finite() && self.output_gain > 0.0) {
+            return Err(ConfigError::invalid(format!(
+                "text refiner: output_gain must be positive, got {}",
+                self.output_gain
+            )));
+        }
+        Ok(())
+    }
+
+    /// A refiner that is the identity until trained (zero output projections).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<TextRefiner<B>, ConfigError> {
+        self.validate()?;
+        let d = self.dim;
+        let linear = |i, o| LinearConfig::new(i, o).init::<B>(device);
+        let zeroed = |i, o| zero_linear(linear(i, o));
+        let blocks = (0..self.layers)
+            .map(|_| TextRefinerBlock {
+                norm1: AffineLayerNormConfig::new(d)
+                    .with_eps(self.eps)
+                    .init(device),
+                to_q: linear(d, d),
+                to_k: linear(d, d),
+                to_v: linear(d, d),
+                to_out: zeroed(d, d),
+                norm2: AffineLayerNormConfig::new(d)
+                    .with_eps(self.eps)
+                    .init(device),
+                ffn_in: linear(d, self.ffn_width()),
+                ffn_out: zeroed(self.ffn_width(), d),
+                heads: self.heads,
+                gain: self.output_gain,
+            })
+            .collect();
+        Ok(TextRefiner {
+            pos_embed: linear(POSITION_FEATURES, d),
+            blocks,
+        })
+    }
+}
+
+/// One pre-norm block: self-attention (positions added to its input), then an FFN.
+#[derive(Module, Debug)]
+pub struct TextRefinerBlock<B: Backend> {
+    pub norm1: AffineLayerNorm<B>,
+    pub to_q: Linear<B>,
+    pub to_k: Linear<B>,
+    pub to_v: Linear<B>,
+    pub to_out: Linear<B>,
+    pub norm2: AffineLayerNorm<B>,
+    pub ffn_in: Linear<B>,
+    pub ffn_out: Linear<B>,
+    #[module(skip)]
+    pub heads: usize,
+    #[module(skip)]
+    pub gain: f64,
+}
+
+impl<B: Backend> TextRefinerBlock<B> {
+    fn forward(&self, x: Tensor<B, 3>, pos: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, l, d] = x.dims();
+        let (h, hd) = (self.heads, d / self.heads);
+        let u = self.norm1.forward(x.clone()) + pos;
+        let split = |t: Tensor<B, 3>| t.reshape([b, l, h, hd]).swap_dims(1, 2);
+        let a = sdpa(
+            split(self.to_q.forward(u.clone())),
+            split(self.to_k.forward(u.clone())),
+            split(self.to_v.forward(u)),
+        )
+        .swap_dims(1, 2)
+        .reshape([b, l, d]);
+        let x = x + self.to_out.forward(a) * self.gain;
+        let f = self.ffn_out.forward(gelu_tanh(
+            self.ffn_in.forward(self.norm2.forward(x.clone())),
+        ));
+        x + f
+    }
+}
+
+/// The text refiner: `[B, L, dim]` → `[B, L, dim]`.
+#[derive(Module, Debug)]
+pub struct TextRefiner<B: Backend> {
+    pub pos_embed: Linear<B>,
+    pub blocks: Vec<TextRefinerBlock<B>>,
+}
+
+impl<B: Backend> TextRefiner<B> {
+    pub fn forward(&self, text: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [_, l, _] = text.dims();
+        let device = text.device();
+        let index = Tensor::<B, 1, Int>::arange(0..l as i64, &device).float();
+        let pos = self
+            .pos_embed
+            .forward(timestep_embedding(index, POSITION_FEATURES, true, 0.0))
+            .unsqueeze_dim::<3>(0);
+        self.blocks
+            .iter()
+            .fold(text, |x, block| block.forward(x, pos.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::Distribution;
+    type TB = NdArray;
+
+    #[test]
+    fn fresh_refiner_is_the_identity_and_heads_must_divide_the_width() {
+        let device = Default::default();
+        let refiner = TextRefinerConfig::new(16).init::<TB>(&device).unwrap();
+        let x = Tensor::<TB, 3>::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &device);
+        let y = refiner.forward(x.clone());
+        y.into_data()
+            .assert_approx_eq::<f32>(&x.into_data(), burn::tensor::Tolerance::absolute(1e-6));
+        let err = TextRefinerConfig::new(16)
+            .with_heads(3)
+            .init::<TB>(&device)
+            .unwrap_err();
+        assert!(err.to_string().contains("3 heads do not divide"), "{err}");
+        assert!(TextRefinerConfig::new(16)
+            .with_layers(0)
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn trained_refiner_mixes_tokens_by_position() {
+        <TB as Backend>::seed(&Default::default(), 27);
+        // With non-zero output projections a token's output depends on the other tokens and on
+        // where it sits: the same token at two positions of a constant sequence differs.
+        let device = Default::default();
+        let mut refiner = TextRefinerConfig::new(16)
+            .with_layers(1)
+            .init::<TB>(&device)
+            .unwrap();
+        refiner.blocks[0].to_out = LinearConfig::new(16, 16).init(&device);
+        // Sharper attention, so that where a query sits moves its weights well above the
+        // tolerance whatever the random draws.
+        refiner.blocks[0].to_q.weight = refiner.blocks[0].to_q.weight.clone().map(|w| w * 8.0);
+        let row = Tensor::<TB, 1>::random([16], Distribution::Normal(0.0, 1.0), &device);
+        let x = row.reshape([1, 1, 16]).repeat_dim(1, 4);
+        let y = refiner.forward(x.clone());
+        let first = y.clone().slice([0..1, 0..1, 0..16]);
+        let last = y.clone().slice([0..1, 3..4, 0..16]);
+        let diff: f32 = (first - last).abs().max().into_scalar();
+        assert!(diff > 1e-4, "positions ignored: {diff}");
+        // Changing one token changes another token's output.
+        let mut x2 = x.clone();
+        x2 = x2.slice_assign(
+            [0..1, 0..1, 0..16],
+            Tensor::random([1, 1, 16], Distribution::Normal(0.0, 1.0), &device),
+        );
+        let y2 = refiner.forward(x2);
+        let moved: f32 = (y2.slice([0..1, 2..3, 0..16]) - y.slice([0..1, 2..3, 0..16]))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(moved > 1e-4, "tokens not mixed: {moved}");
+    }
+}
