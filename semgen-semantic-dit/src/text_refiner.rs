@@ -145,7 +145,7 @@ impl<B: Backend> TextRefinerBlock<B> {
         let f = self.ffn_out.forward(gelu_tanh(
             self.ffn_in.forward(self.norm2.forward(x.clone())),
         ));
-        x + f
+        x + f * self.gain
     }
 }
 
@@ -195,6 +195,36 @@ mod tests {
             .with_layers(0)
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn output_gain_scales_each_residual_branch() {
+        // One block with a single non-zero branch: what it adds to its input scales with the
+        // gain, for the attention branch and for the FFN branch alike.
+        let device = Default::default();
+        let x = Tensor::<TB, 3>::random([1, 4, 16], Distribution::Normal(0.0, 1.0), &device);
+        let r = TextRefinerConfig::new(16)
+            .with_layers(1)
+            .with_output_gain(3.0)
+            .init::<TB>(&device)
+            .unwrap();
+        assert_eq!(r.blocks[0].gain, 3.0);
+        for attention in [true, false] {
+            let mut r = r.clone();
+            if attention {
+                r.blocks[0].to_out = LinearConfig::new(16, 16).init(&device);
+            } else {
+                r.blocks[0].ffn_out = LinearConfig::new(64, 16).init(&device);
+            }
+            let three = r.forward(x.clone()) - x.clone();
+            r.blocks[0].gain = 1.0;
+            let one = r.forward(x.clone()) - x.clone();
+            assert!(one.clone().abs().max().into_scalar() > 1e-3);
+            (one * 3.0).into_data().assert_approx_eq::<f32>(
+                &three.into_data(),
+                burn::tensor::Tolerance::absolute(1e-5),
+            );
+        }
     }
 
     #[test]
