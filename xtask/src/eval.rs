@@ -599,14 +599,15 @@ pub fn motion(a: MotionArgs) -> Result<()> {
             clips += 1;
         }
         let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", v));
+        let binding = confusion.binding_rates();
         let written = writeln!(
             out,
             "{}: {clips} clips, direction agreement {}, still agreement {}, objects doing their own / another object's prompted motion {} / {} (of {})\n{}",
             path.display(),
             pct(confusion.direction_agreement()),
             pct(confusion.still_agreement()),
-            pct(confusion.binding_rates().map(|r| r.0)),
-            pct(confusion.binding_rates().map(|r| r.1)),
+            pct(binding.map(|r| r.0)),
+            pct(binding.map(|r| r.1)),
             confusion.binding.iter().sum::<usize>(),
             confusion.markdown()
         );
