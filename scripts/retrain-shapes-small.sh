@@ -20,12 +20,16 @@
 # fresh clips (configs/shapes-small/v3/01), v2's decoder spliced under its latent statistics,
 # assembled with v2's encoders and stage 1 into checkpoints/shapes-small, evaluations.
 #
-# v4 (shipped since session 27, checkpoints/shapes-small): v3 with its stage 1 (v2's) trained two
+# v4 (shipped in session 27): v3 with its stage 1 (v2's) trained two
 # rounds further on fresh clips and stories (configs/shapes-small/v4/01-02); needs the v3 step's
 # run folder. v3 is v4 with checkpoints/shapes-small-v2/semantic_dit.safetensors.
 #
+# v5 (shipped since session 28, checkpoints/shapes-small): v4 with its stage 1 given a text
+# refiner trained by its attribute loss, rounds on fresh clips and stories
+# (configs/shapes-small/v5); needs the v3 and v4 steps' run folders.
+#
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval | v4 | v4-eval)
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval | v4 | v4-eval | v5 | v5-eval)
 # The decoder step starts from checkpoints/shapes-small-v1/vae.safetensors, so run it once per
 # assembly; the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from
 # the decoder step's VAE installed in checkpoints/shapes-small-v1.
@@ -180,5 +184,20 @@ if step v4; then
 fi
 if step v4-eval; then
   tables checkpoints/shapes-small docs/results/v4 runs/v4
+fi
+if step v5; then
+  # v4's stage 1 with a text refiner trained by its attribute loss, rounds on fresh worlds
+  # (configs/shapes-small/v5, in order), assembled like v4; needs the v3 and v4 steps' runs.
+  mkdir -p runs/v5
+  last=
+  for c in configs/shapes-small/v5/*.toml; do
+    n=$(basename "$c" .toml)
+    $x train semantic --config "$c" --out runs/v5/$n > runs/v5/$n.log 2>&1
+    last=runs/v5/$n
+  done
+  scripts/assemble-model.sh checkpoints/shapes-small-v2 runs/v3/01-refiner-fresh4 "$last" checkpoints/shapes-small
+fi
+if step v5-eval; then
+  tables checkpoints/shapes-small docs/results/v5 runs/v5
 fi
 echo "retrained from $first"

@@ -39,7 +39,7 @@ pub use error::{DataError, Result};
 pub use preview::{write_preview, PreviewEntry, PreviewOptions};
 pub use prompt::{
     Background, Colour, Direction, Motion, ObjectPrompt, ParseError, ScenePrompt, Shape,
-    ShapesPrompt, Size, Speed,
+    ShapesPrompt, Size, Speed, ATTRIBUTE_GROUPS,
 };
 pub use shapes::{Clip, ClipPlan, ObjectPlan, ShapesWorld, Split, WorldConfig, SHAPES_FPS};
 pub use video::{tensor_to_videos, videos_to_tensor, Video};

@@ -228,6 +228,49 @@ impl fmt::Display for ScenePrompt {
     }
 }
 
+/// Class counts of [`ObjectPrompt::attribute_classes`]: colour, shape, size and motion (staying
+/// still or one of the four directions; the speed is left out).
+pub const ATTRIBUTE_GROUPS: [usize; 4] = [Colour::ALL.len(), Shape::ALL.len(), Size::ALL.len(), 5];
+
+impl ObjectPrompt {
+    /// The object's class in each group of [`ATTRIBUTE_GROUPS`] (vocabulary order; motion 0 is
+    /// staying still, 1 + the direction's index otherwise).
+    pub fn attribute_classes(&self) -> [usize; 4] {
+        let motion = match self.motion {
+            Motion::Still => 0,
+            Motion::Moving(d, _) => 1 + d as usize,
+        };
+        [
+            self.colour as usize,
+            self.shape as usize,
+            self.size as usize,
+            motion,
+        ]
+    }
+}
+
+impl ScenePrompt {
+    /// For each word of the caption (its `Display`, split on whitespace), the index of the object
+    /// whose phrase holds it; `None` for the joining "and"s and the background phrase. Which object
+    /// a word describes is what a text encoder must carry for a generator to bind attributes.
+    pub fn word_objects(&self) -> Vec<Option<usize>> {
+        let mut out = Vec::new();
+        for (i, object) in self.objects.iter().enumerate() {
+            if i > 0 {
+                out.push(None);
+            }
+            let words = object.to_string().split_whitespace().count();
+            out.extend(std::iter::repeat_n(Some(i), words));
+        }
+        let background = format!("on a {} background", self.background);
+        out.extend(std::iter::repeat_n(
+            None,
+            background.split_whitespace().count(),
+        ));
+        out
+    }
+}
+
 /// A structured Shapes prompt: one scene per segment (a short clip has one segment).
 ///
 /// Its `Display` is the caption; [`ShapesPrompt::parse`] inverts it.
@@ -417,6 +460,24 @@ mod tests {
 
     const EXAMPLE: &str =
         "a large red circle moving left slowly and a small cyan cross staying still on a navy background";
+
+    #[test]
+    fn each_word_is_given_the_object_it_describes_and_its_classes() {
+        let scene = &ShapesPrompt::parse(EXAMPLE).unwrap().segments[0];
+        let owners = scene.word_objects();
+        assert_eq!(owners.len(), EXAMPLE.split_whitespace().count());
+        let (a, b) = (Some(0), Some(1));
+        #[rustfmt::skip]
+        let want = [a, a, a, a, a, a, a, None, b, b, b, b, b, b, None, None, None, None];
+        assert_eq!(owners, want);
+        // colour, shape, size, motion: red circle large left; cyan cross small still.
+        assert_eq!(scene.objects[0].attribute_classes(), [0, 0, 1, 1]);
+        assert_eq!(scene.objects[1].attribute_classes(), [4, 5, 0, 0]);
+        for o in &scene.objects {
+            let classes = o.attribute_classes();
+            assert!(classes.iter().zip(ATTRIBUTE_GROUPS).all(|(c, g)| *c < g));
+        }
+    }
 
     #[test]
     fn the_spec_example_round_trips() {

@@ -151,10 +151,20 @@ pub struct SemanticModel {
     /// output projections, `TextRefinerConfig::output_gain`).
     #[serde(default = "crate::model::one", skip_serializing_if = "is_one")]
     pub text_refiner_gain: f64,
+    /// Weight of the text refiner's attribute loss (`TextRefiner::attribute_loss`): each token
+    /// of an object's phrase in the training captions is taught to name that object's colour,
+    /// shape, size and motion (`semgen_data::ATTRIBUTE_GROUPS`), so the tokens say which object
+    /// they describe. 0 = off (no head); needs `text_refiner_layers`.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub text_refiner_attribute_weight: f64,
 }
 
 fn is_zero(v: &usize) -> bool {
     *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// `[model]` of the refiner config.
@@ -1249,6 +1259,8 @@ pub struct SemanticTask<B: AutodiffBackend> {
     weights: Option<Tensor<B, 5>>,
     /// The story pools of `[[stories]]`, in the same space (one per table, in order).
     stories: Vec<StoryPool<B>>,
+    /// The text refiner's attribute targets `[N, L, sum(groups)]` (with its attribute weight).
+    attributes: Option<Tensor<B, 3>>,
 }
 
 /// Stage 1's story pool: `z_sem [N, d, t, h, w]` of whole stories (model space), their segment
@@ -1257,6 +1269,69 @@ struct StoryPool<B: AutodiffBackend> {
     z_sem: Tensor<B, 5>,
     text: Tensor<B, 4>,
     weights: Option<Tensor<B, 5>>,
+    /// Attribute targets `[N, S, L, sum(groups)]`.
+    attributes: Option<Tensor<B, 4>>,
+}
+
+/// One-hot targets of the text refiner's attribute head for a pool's prompts,
+/// `[N·S, text_len, sum(ATTRIBUTE_GROUPS)]` in the pool's text row order: each token of an
+/// object's phrase gets that object's classes ([`semgen_data::ScenePrompt::word_objects`]); the
+/// other tokens are all zero. The Shapes tokenizer has one token per word (checked per prompt).
+pub fn attribute_targets<B: Backend>(
+    captions: &[String],
+    segments: usize,
+    tokenizer: &PromptTokenizer,
+    text_len: usize,
+    device: &B::Device,
+) -> Result<Tensor<B, 3>, TrainError> {
+    let groups = semgen_data::ATTRIBUTE_GROUPS;
+    let k: usize = groups.iter().sum();
+    let mut out = vec![0.0f32; captions.len() * segments * text_len * k];
+    let mut row = 0;
+    for caption in captions {
+        let prompt = semgen_data::ShapesPrompt::parse(caption).map_err(|e| {
+            TrainError::Config(format!("attribute targets: caption \"{caption}\": {e}"))
+        })?;
+        if prompt.segments.len() != segments {
+            return Err(TrainError::Config(format!(
+                "attribute targets: caption \"{caption}\" has {} segments, the pool {segments}",
+                prompt.segments.len()
+            )));
+        }
+        for scene in &prompt.segments {
+            let text = scene.to_string();
+            let owners = scene.word_objects();
+            let tokens = tokenizer
+                .tokenize(&[text.as_str()], owners.len() + 2)
+                .map_err(TrainError::task)?;
+            // Words, then the end token.
+            if tokens.lengths() != [owners.len() + 1] {
+                return Err(TrainError::Config(format!(
+                    "attribute targets need one token per word; \"{text}\" has {} words and {:?} tokens",
+                    owners.len(),
+                    tokens.lengths()
+                )));
+            }
+            for (p, owner) in owners.iter().enumerate().take(text_len) {
+                let Some(o) = owner else { continue };
+                let base = (row * text_len + p) * k;
+                let mut offset = 0;
+                for (class, size) in scene.objects[*o]
+                    .attribute_classes()
+                    .into_iter()
+                    .zip(groups)
+                {
+                    out[base + offset + class] = 1.0;
+                    offset += size;
+                }
+            }
+            row += 1;
+        }
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(out, [row, text_len, k]),
+        device,
+    ))
 }
 
 impl<B: AutodiffBackend> SemanticTask<B> {
@@ -1275,6 +1350,33 @@ impl<B: AutodiffBackend> SemanticTask<B> {
         let ow = config.model.object_weight;
         check_object_weight(ow)?;
         StoryData::validate_all(&config.stories)?;
+        let attribute_weight = config.model.text_refiner_attribute_weight;
+        if !(attribute_weight.is_finite() && attribute_weight >= 0.0) {
+            return Err(TrainError::Config(format!(
+                "text_refiner_attribute_weight must be a number >= 0, got {attribute_weight}"
+            )));
+        }
+        if attribute_weight > 0.0 && config.model.text_refiner_layers == 0 {
+            return Err(TrainError::Config(
+                "text_refiner_attribute_weight needs a text refiner (text_refiner_layers > 0)"
+                    .into(),
+            ));
+        }
+        let text_len = config.data.text_len;
+        // The attribute targets of a pool's captions, if asked for.
+        let attributes_of = |captions: &[String], segments| {
+            if attribute_weight == 0.0 {
+                return Ok(None);
+            }
+            attribute_targets::<B::InnerBackend>(
+                captions,
+                segments,
+                &frozen.text.tokenizer,
+                text_len,
+                device,
+            )
+            .map(|t| Some(to_autodiff::<B, 3>(t)))
+        };
         let pool = FeaturePool::cached(frozen, &config.inputs, &config.data, Split::Train, false)?;
         // Per-token loss weights of a pool (clips, or stories of `segments`), if asked for.
         let weights_of = |features: &Tensor<B::InnerBackend, 5>, data: &DataConfig, segments| {
@@ -1294,6 +1396,7 @@ impl<B: AutodiffBackend> SemanticTask<B> {
             ))))
         };
         let weights = weights_of(&pool.features, &config.data, 1)?;
+        let attributes = attributes_of(&pool.captions, 1)?;
         let z = compress_mean(compressor, pool.features);
         let d_out = z.dims()[1];
         let (mean, std) = channel_stats(&z);
@@ -1310,6 +1413,11 @@ impl<B: AutodiffBackend> SemanticTask<B> {
             TextRefinerConfig::new(frozen.text_config.d_model)
                 .with_layers(config.model.text_refiner_layers)
                 .with_output_gain(config.model.text_refiner_gain)
+                .with_attribute_groups(if attribute_weight > 0.0 {
+                    semgen_data::ATTRIBUTE_GROUPS.to_vec()
+                } else {
+                    Vec::new()
+                })
         }));
         // `init_from`'s generator file and its stored config (read once: its statistics here,
         // its depth below).
@@ -1346,6 +1454,10 @@ impl<B: AutodiffBackend> SemanticTask<B> {
             let [_, l, d] = pool.text.dims();
             stories.push(StoryPool {
                 weights: weights_of(&pool.features, &data, st.segments)?,
+                attributes: attributes_of(&pool.captions, st.segments)?.map(|a| {
+                    let [_, l, k] = a.dims();
+                    a.reshape([st.count, st.segments, l, k])
+                }),
                 z_sem: to_autodiff(
                     dit_config.to_model_space(compress_mean(compressor, pool.features)),
                 ),
@@ -1359,6 +1471,14 @@ impl<B: AutodiffBackend> SemanticTask<B> {
                 stored.text_drop = run.text_drop;
                 stored.timesteps = run.timesteps.clone();
             };
+            if let (Some(have), Some(want)) = (&stored.text_refiner, &dit_config.text_refiner) {
+                if have.attribute_groups != want.attribute_groups {
+                    return Err(TrainError::Config(format!(
+                        "init_from's text refiner has attribute groups {:?}, this run's {:?} (set text_refiner_attribute_weight to match it)",
+                        have.attribute_groups, want.attribute_groups
+                    )));
+                }
+            }
             // A stored generator without a text refiner is loaded as it is and given a fresh
             // (identity) one.
             let graft = match (&stored.text_refiner, &dit_config.text_refiner) {
@@ -1402,6 +1522,7 @@ impl<B: AutodiffBackend> SemanticTask<B> {
                 text: to_autodiff(pool.text),
                 weights,
                 stories,
+                attributes,
             },
             model,
         ))
@@ -1449,11 +1570,36 @@ impl<B: AutodiffBackend> TrainTask<B> for SemanticTask<B> {
             Some(i) => SemanticText::Segments(self.stories[i].text.clone().select(0, idx.clone())),
             None => SemanticText::Shared(self.text.clone().select(0, idx.clone())),
         };
+        // The attribute loss reads the selected prompts, one row per prompt.
+        let attributes = match story {
+            Some(i) => self.stories[i].attributes.as_ref().map(|a| {
+                let a = a.clone().select(0, idx.clone()).flatten::<3>(0, 1);
+                let SemanticText::Segments(t) = &text else {
+                    unreachable!("story batches carry segment prompts")
+                };
+                (t.clone().flatten::<3>(0, 1), a)
+            }),
+            None => self.attributes.as_ref().map(|a| {
+                let SemanticText::Shared(t) = &text else {
+                    unreachable!("clip batches carry one prompt")
+                };
+                (t.clone(), a.clone().select(0, idx.clone()))
+            }),
+        };
         let weights = weights.clone().map(|w| w.select(0, idx.clone()));
         let z = z.clone().select(0, idx);
-        model
+        let loss = model
             .training_loss_weighted(z, text, weights, &mut rng)
-            .map_err(TrainError::task)
+            .map_err(TrainError::task)?;
+        match (attributes, &model.text_refiner) {
+            (Some((text, targets)), Some(refiner)) => {
+                let aux = refiner
+                    .attribute_loss(text, targets, &semgen_data::ATTRIBUTE_GROUPS)
+                    .map_err(TrainError::task)?;
+                Ok(loss + aux * self.config.model.text_refiner_attribute_weight)
+            }
+            _ => Ok(loss),
+        }
     }
 
     fn export(
@@ -1699,6 +1845,69 @@ mod tests {
     }
 
     #[test]
+    fn the_v5_steps_continue_v4s_stage_1_with_an_attribute_trained_text_refiner() {
+        // configs/shapes-small/v5: rounds of 2000 steps from v4's generator, each on a world no
+        // earlier step saw, with v4's recipe plus a 2-block text refiner and its attribute loss.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shapes-small");
+        let v4 =
+            read_toml::<SemanticTrainConfig>(&dir.join("v4/02-semantic-fresh10.toml")).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("v5"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert!(names.len() >= 2, "{names:?}");
+        let mut previous = "runs/v4/02-semantic-fresh10".to_string();
+        let mut seen = vec![9, 10];
+        for name in &names {
+            let c = read_toml::<SemanticTrainConfig>(&dir.join("v5").join(name)).unwrap();
+            assert_eq!(
+                c.inputs.init_from.as_deref(),
+                Some(Path::new(&previous)),
+                "{name}"
+            );
+            assert_eq!(c.inputs.refiner, v4.inputs.refiner);
+            assert_eq!(c.inputs.encoder, v4.inputs.encoder);
+            let recipe = SemanticModel {
+                text_refiner_layers: 0,
+                text_refiner_attribute_weight: 0.0,
+                ..c.model.clone()
+            };
+            assert_eq!(recipe, v4.model);
+            assert_eq!(
+                (
+                    c.model.text_refiner_layers,
+                    c.model.text_refiner_attribute_weight
+                ),
+                (2, 0.2)
+            );
+            assert_eq!(c.stories, v4.stories);
+            assert_eq!(
+                c.train,
+                OptimConfig {
+                    seed: c.train.seed,
+                    ..v4.train.clone()
+                }
+            );
+            assert!(
+                !seen.contains(&c.data.world_seed),
+                "{name}: {}",
+                c.data.world_seed
+            );
+            seen.push(c.data.world_seed);
+            assert_eq!(
+                DataConfig {
+                    world_seed: 10,
+                    ..c.data.clone()
+                },
+                v4.data
+            );
+            assert!(c.inputs.pool_cache.as_ref().unwrap().starts_with("runs/v5"));
+            previous = format!("runs/v5/{}", name.trim_end_matches(".toml"));
+        }
+    }
+
+    #[test]
     fn text_drop_is_read_and_left_out_of_the_config_text_at_its_default() {
         // The experiments key their runs by the config's TOML text: a new setting at its
         // default must not change that text, and a set value must survive the round trip.
@@ -1889,6 +2098,49 @@ mod tests {
     }
 
     #[test]
+    fn attribute_targets_give_each_objects_words_its_classes() {
+        let tokenizer = PromptTokenizer::shapes();
+        let device = Default::default();
+        let one = "a large red circle moving left slowly and a small cyan cross staying still on a navy background";
+        let other = "a small blue ring staying still on a black background";
+        let story = format!("{one}; {other}");
+        let t = attribute_targets::<B>(&[story.clone()], 2, &tokenizer, 32, &device).unwrap();
+        assert_eq!(t.dims(), [2, 32, 21]);
+        let v = t.to_data().to_vec::<f32>().unwrap();
+        let hot = |row: usize, token: usize| -> Vec<usize> {
+            let base = (row * 32 + token) * 21;
+            (0..21).filter(|&i| v[base + i] == 1.0).collect()
+        };
+        // Blocks: colour 0..8, shape 8..14, size 14..16, motion 16..21.
+        for token in 0..7 {
+            assert_eq!(hot(0, token), [0, 8, 15, 17], "red circle, large, left");
+        }
+        assert_eq!(hot(0, 7), Vec::<usize>::new(), "\"and\"");
+        for token in 8..14 {
+            assert_eq!(hot(0, token), [4, 13, 14, 16], "cyan cross, small, still");
+        }
+        for token in 14..32 {
+            assert!(hot(0, token).is_empty(), "token {token}");
+        }
+        for token in 0..6 {
+            assert_eq!(hot(1, token), [2, 12, 14, 16], "blue ring, small, still");
+        }
+        assert_eq!(v.iter().sum::<f32>(), 4.0 * (7 + 6 + 6) as f32);
+        // A short text length keeps the first tokens' labels.
+        let short = attribute_targets::<B>(&[one.to_string()], 1, &tokenizer, 4, &device).unwrap();
+        assert_eq!(short.dims(), [1, 4, 21]);
+        assert_eq!(short.sum().into_scalar(), 16.0);
+        // A caption of another segment count, or outside the grammar, is a config error.
+        for (caption, segments) in [(story.as_str(), 1), ("a red circle", 1)] {
+            match attribute_targets::<B>(&[caption.to_string()], segments, &tokenizer, 32, &device)
+            {
+                Err(TrainError::Config(m)) => assert!(m.contains("attribute targets"), "{m}"),
+                other => panic!("{caption}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn stage_1_trains_on_whole_stories_with_one_prompt_per_segment() {
         // The shipped frozen encoders and MLP, a tiny generator, 2 training stories of 2
         // segments (33 frames of 32x32) beside a 2-clip pool.
@@ -2012,6 +2264,63 @@ seed = 7
         let (task, _) = SemanticTask::<A>::new(clips, &frozen, &compressor, &device).unwrap();
         assert!(task.stories.is_empty());
         assert_eq!(task.z_sem.dims()[2], 1);
+
+        // With the attribute loss, a story step's loss is the generator's plus the weighted
+        // attribute loss of the refiner on the batch's segment prompts, one row per prompt.
+        let with_attributes = |weight: &str, layers: &str| {
+            toml(stories).replace(
+                "ffn = 32\n",
+                &format!(
+                    "ffn = 32\ntext_refiner_layers = {layers}\ntext_refiner_attribute_weight = {weight}\n"
+                ),
+            )
+        };
+        let c: SemanticTrainConfig = toml::from_str(&with_attributes("0.5", "1")).unwrap();
+        let (task, model) = SemanticTask::<A>::new(c, &frozen, &compressor, &device).unwrap();
+        let refiner = model.text_refiner.as_ref().unwrap();
+        assert_eq!(
+            refiner.attribute_head.as_ref().unwrap().weight.dims(),
+            [64, semgen_data::ATTRIBUTE_GROUPS.iter().sum::<usize>()]
+        );
+        let loss = task.loss(&model, step).unwrap().into_scalar();
+        let pool = &task.stories[0];
+        let mut rng = step_rng(7, step);
+        let _story_step: f64 = rng.random();
+        let idx = pick::<A>(2, 2, &mut rng, &device);
+        let text = pool.text.clone().select(0, idx.clone());
+        let diffusion = model
+            .training_loss_weighted(
+                pool.z_sem.clone().select(0, idx.clone()),
+                SemanticText::Segments(text.clone()),
+                None,
+                &mut rng,
+            )
+            .unwrap()
+            .into_scalar();
+        let targets = pool.attributes.clone().unwrap().select(0, idx);
+        let aux = refiner
+            .attribute_loss(
+                text.flatten::<3>(0, 1),
+                targets.flatten::<3>(0, 1),
+                &semgen_data::ATTRIBUTE_GROUPS,
+            )
+            .unwrap()
+            .into_scalar();
+        assert!(aux > 0.0);
+        assert!(
+            (loss - (diffusion + 0.5 * aux)).abs() < 1e-4,
+            "{loss} vs {diffusion} + 0.5 * {aux}"
+        );
+        // The attribute loss needs a refiner, and a weight that is a number >= 0.
+        for (weight, layers, says) in [("0.5", "0", "needs a text refiner"), ("-1.0", "1", ">= 0")]
+        {
+            let c: SemanticTrainConfig = toml::from_str(&with_attributes(weight, layers)).unwrap();
+            match SemanticTask::<A>::new(c, &frozen, &compressor, &device) {
+                Err(TrainError::Config(m)) => assert!(m.contains(says), "{m}"),
+                Err(e) => panic!("{weight}/{layers}: {e}"),
+                Ok(_) => panic!("{weight}/{layers}: accepted"),
+            }
+        }
 
         // Impossible story settings are config errors naming the table.
         for bad in [

@@ -8,6 +8,12 @@
 //! features bind attributes to objects weakly. Without a refiner the generator gave two-object
 //! prompts each other's motion about as often as their own (docs/results.md, session 27).
 //!
+//! Trained by the generator's loss alone it stayed the identity (session 27). An optional
+//! attribute head ([`TextRefinerConfig::attribute_groups`], [`TextRefiner::attribute_loss`])
+//! gives it the signal directly: each token of an object's phrase learns to name that object's
+//! attributes. With it, the refined words name their own object and not the other, and the
+//! generator learns to use that (docs/results.md, session 28).
+//!
 //! Positions are a sinusoidal embedding of the token index through a learned projection, added
 //! to the attention input only. The output projections of attention and FFN start at zero, so a
 //! fresh refiner is the identity: grafted onto a trained generator it starts from that
@@ -44,6 +50,12 @@ pub struct TextRefinerConfig {
     /// within 1 % of the identity over 2000 steps; docs/results.md, session 27).
     #[config(default = 1.0)]
     pub output_gain: f64,
+    /// Class counts of an attribute head on the refined tokens (e.g. colour, shape, size and
+    /// motion); empty = no head. A training signal only: each token of an object's phrase is
+    /// taught to name that object's attributes (see [`TextRefiner::attribute_logits`]), which
+    /// puts *which object* into its features where the generator's loss alone did not.
+    #[config(default = "Vec::new()")]
+    pub attribute_groups: Vec<usize>,
 }
 
 impl TextRefinerConfig {
@@ -77,6 +89,12 @@ impl TextRefinerConfig {
                 self.output_gain
             )));
         }
+        if self.attribute_groups.contains(&0) {
+            return Err(ConfigError::invalid(format!(
+                "text refiner: attribute groups need at least one class each, got {:?}",
+                self.attribute_groups
+            )));
+        }
         Ok(())
     }
 
@@ -107,6 +125,8 @@ impl TextRefinerConfig {
         Ok(TextRefiner {
             pos_embed: linear(POSITION_FEATURES, d),
             blocks,
+            attribute_head: (!self.attribute_groups.is_empty())
+                .then(|| linear(d, self.attribute_groups.iter().sum())),
         })
     }
 }
@@ -154,6 +174,8 @@ impl<B: Backend> TextRefinerBlock<B> {
 pub struct TextRefiner<B: Backend> {
     pub pos_embed: Linear<B>,
     pub blocks: Vec<TextRefinerBlock<B>>,
+    /// The attribute head (training only; see [`TextRefinerConfig::attribute_groups`]).
+    pub attribute_head: Option<Linear<B>>,
 }
 
 impl<B: Backend> TextRefiner<B> {
@@ -168,6 +190,47 @@ impl<B: Backend> TextRefiner<B> {
         self.blocks
             .iter()
             .fold(text, |x, block| block.forward(x, pos.clone()))
+    }
+
+    /// The attribute head's logits `[B, L, sum(groups)]` on refined tokens; `None` without a head.
+    pub fn attribute_logits(&self, refined: Tensor<B, 3>) -> Option<Tensor<B, 3>> {
+        self.attribute_head.as_ref().map(|h| h.forward(refined))
+    }
+
+    /// Cross-entropy of the attribute head on the refined `text` `[B, L, dim]` against one-hot
+    /// `targets` `[B, L, sum(groups)]` (one block per group; the rows of tokens that describe no
+    /// object are all zero and count for nothing), summed over groups and averaged over the
+    /// labelled tokens. An error without a head or with targets of another shape.
+    pub fn attribute_loss(
+        &self,
+        text: Tensor<B, 3>,
+        targets: Tensor<B, 3>,
+        groups: &[usize],
+    ) -> Result<Tensor<B, 1>, ConfigError> {
+        let logits = self
+            .attribute_logits(self.forward(text))
+            .ok_or_else(|| ConfigError::invalid("text refiner: no attribute head"))?;
+        let [b, l, k] = logits.dims();
+        if targets.dims() != [b, l, k] || groups.iter().sum::<usize>() != k {
+            return Err(ConfigError::invalid(format!(
+                "text refiner: attribute targets {:?} (groups {groups:?}) do not match the head's logits {:?}",
+                targets.dims(),
+                [b, l, k]
+            )));
+        }
+        let mut total = Tensor::<B, 1>::zeros([1], &logits.device());
+        let mut offset = 0;
+        for &classes in groups {
+            let block = logits.clone().slice([0..b, 0..l, offset..offset + classes]);
+            let want = targets
+                .clone()
+                .slice([0..b, 0..l, offset..offset + classes]);
+            total = total - (burn::tensor::activation::log_softmax(block, 2) * want).sum();
+            offset += classes;
+        }
+        // Each labelled token has one 1 per group.
+        let labelled = (targets.sum() / groups.len().max(1) as f64).clamp_min(1.0);
+        Ok(total / labelled)
     }
 }
 
@@ -193,6 +256,52 @@ mod tests {
         assert!(err.to_string().contains("3 heads do not divide"), "{err}");
         assert!(TextRefinerConfig::new(16)
             .with_layers(0)
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn the_attribute_loss_reads_labelled_tokens_only_and_needs_a_head() {
+        let device = Default::default();
+        let x = Tensor::<TB, 3>::random([1, 3, 8], Distribution::Normal(0.0, 1.0), &device);
+        let groups = [2, 3];
+        let r = TextRefinerConfig::new(8)
+            .with_attribute_groups(groups.to_vec())
+            .init::<TB>(&device)
+            .unwrap();
+        // Token 0 names class 0 of the first group and class 2 of the second; tokens 1 and 2
+        // describe no object.
+        let mut t = vec![0.0f32; 15];
+        t[0] = 1.0;
+        t[4] = 1.0;
+        let targets = Tensor::<TB, 3>::from_data(TensorData::new(t, [1, 3, 5]), &device);
+        let loss = r
+            .attribute_loss(x.clone(), targets.clone(), &groups)
+            .unwrap()
+            .into_scalar();
+        let logits = r
+            .attribute_logits(r.forward(x.clone()))
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let log_softmax = |v: &[f32], i: usize| {
+            let m = v.iter().cloned().fold(f32::MIN, f32::max);
+            v[i] - m - v.iter().map(|a| (a - m).exp()).sum::<f32>().ln()
+        };
+        // Only token 0's logits enter, averaged over one labelled token.
+        let want = -(log_softmax(&logits[0..2], 0) + log_softmax(&logits[2..5], 2));
+        assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
+        let err = TextRefinerConfig::new(8)
+            .init::<TB>(&device)
+            .unwrap()
+            .attribute_loss(x.clone(), targets.clone(), &groups)
+            .unwrap_err();
+        assert!(err.to_string().contains("no attribute head"), "{err}");
+        let err = r.attribute_loss(x, targets, &[2, 2]).unwrap_err();
+        assert!(err.to_string().contains("do not match"), "{err}");
+        assert!(TextRefinerConfig::new(8)
+            .with_attribute_groups(vec![3, 0])
             .validate()
             .is_err());
     }

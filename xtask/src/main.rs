@@ -7,6 +7,7 @@
 //! - `train encoder [...]`: Shapes pretraining of the semantic encoder;
 //! - `probe-encoder [--encoder FILE] [--objects 1]`: its linear probes on one-object clips;
 //! - `probe-semantic [--checkpoint DIR]`: probes fitted on real z_sem applied to stage 1's;
+//! - `probe-text [--checkpoint DIR]`: whether word features name their own object (binding);
 //! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips;
 //! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages;
 //! - `bench vae-memory [--frames 17,65,257] [--size 128]`: peak memory of streaming decode;
@@ -24,6 +25,7 @@ mod eval;
 mod experiment;
 mod parity;
 mod stages;
+mod text_probe;
 mod vae;
 
 use anyhow::Result;
@@ -57,6 +59,9 @@ enum Command {
     ProbeEncoder(encoder::ProbeArgs),
     /// Stage 1 in its own space: probes fitted on real z_sem applied to generated z_sem.
     ProbeSemantic(eval::SemanticProbeArgs),
+    /// Whether the prompt's word features name their own object's attributes (binding), from the
+    /// text encoder and stage 1's text refiner.
+    ProbeText(text_probe::TextProbeArgs),
     /// Reproduce one of the paper's claims at Shapes scale (docs/results.md).
     Experiment(experiment::ExperimentArgs),
     /// Train a component.
@@ -91,6 +96,7 @@ fn main() {
         Command::Experiment(args) => experiment::run(args),
         Command::ProbeEncoder(args) => encoder::probe(args),
         Command::ProbeSemantic(args) => eval::run_semantic_probe(args),
+        Command::ProbeText(args) => text_probe::run(args),
         Command::Train { component } => match component {
             TrainCommand::Encoder(args) => encoder::train(args),
             TrainCommand::Vae(args) => vae::train(args),
