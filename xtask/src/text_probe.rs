@@ -16,9 +16,11 @@ use semgen_core::device::DeviceSpec;
 use semgen_data::{
     Background, Colour, Direction, Motion, ObjectPrompt, ScenePrompt, Shape, Size, Speed,
 };
+use semgen_encoder::text_encoder::TextEncoder;
 use semgen_encoder::train::logistic_probe_accuracy;
 use semgen_pipeline::backend::{dispatch, BackendTask};
 use semgen_pipeline::model::SemgenModel;
+use semgen_semantic_dit::{SemanticDit, SemanticText};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -50,27 +52,21 @@ fn motion_class(o: &ObjectPrompt) -> usize {
 /// Stage 1's mean loss on `z` `[1, d, t, h, w]` (model space) with each caption, over `draws`
 /// noise draws that are the same for every caption.
 fn losses<B: Backend>(
-    model: &SemgenModel<B>,
+    semantic: &SemanticDit<B>,
+    encoder: &TextEncoder<B>,
     z: &Tensor<B, 5>,
     captions: &[String],
     draws: usize,
     seed: u64,
 ) -> Result<Vec<f64>> {
-    let semantic = model
-        .semantic
-        .as_ref()
-        .context("the model has no stage 1")?;
     let mut out = Vec::new();
     for caption in captions {
-        let text = model.text.encode(&[caption.as_str()])?.hidden;
+        let text = encoder.encode(&[caption.as_str()])?.hidden;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut total = 0.0;
         for _ in 0..draws {
-            let loss = semantic.training_loss(
-                z.clone(),
-                semgen_semantic_dit::SemanticText::Shared(text.clone()),
-                &mut rng,
-            )?;
+            let loss =
+                semantic.training_loss(z.clone(), SemanticText::Shared(text.clone()), &mut rng)?;
             total += loss.into_scalar().elem::<f64>();
         }
         out.push(total / draws as f64);
@@ -267,7 +263,8 @@ fn loss_test<B: Backend>(model: &SemgenModel<B>, a: &TextProbeArgs) -> Result<()
         let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
         let z = semantic.config.to_model_space(model.encode_clip(x)?);
         let l = losses(
-            model,
+            semantic,
+            &model.text,
             &z,
             &[scene.to_string(), other.to_string()],
             a.draws,
