@@ -15,6 +15,7 @@ use crate::EncodeError;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
+use semgen_core::train::grouped_cross_entropy_sum;
 use semgen_core::ConfigError;
 
 /// Frame indices of a sparse sampling with `stride` (0, s, 2s, …, up to `frames − 1`). The
@@ -486,15 +487,7 @@ pub fn grouped_cross_entropy<B: Backend>(
     groups: &[usize],
 ) -> Tensor<B, 1> {
     let [n, _] = logits.dims();
-    let mut total = Tensor::<B, 1>::zeros([1], &logits.device());
-    let mut offset = 0;
-    for &classes in groups {
-        let block = logits.clone().slice([0..n, offset..offset + classes]);
-        let want = targets.clone().slice([0..n, offset..offset + classes]);
-        total = total - (log_softmax(block, 1) * want).sum();
-        offset += classes;
-    }
-    total / n.max(1) as f64
+    grouped_cross_entropy_sum(logits, targets, groups) / n.max(1) as f64
 }
 
 #[cfg(test)]

@@ -52,5 +52,5 @@ pub mod oracle;
 pub use metrics::{FrameFeatures, MetricError, MetricReport, MetricSuite};
 pub use oracle::{
     evaluate, ClipReport, Drift, EvalError, HitRates, MotionClass, MotionConfusion, ObjectReport,
-    Oracle, OracleConfig, SegmentReport,
+    Oracle, OracleConfig, SegmentReport, ShapeConfusion,
 };

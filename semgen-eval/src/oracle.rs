@@ -18,7 +18,9 @@
 //! first to the last quarter of its segments.
 
 use semgen_data::shapes::coverage;
-use semgen_data::{Background, Colour, Direction, Motion, ScenePrompt, Shape, ShapesPrompt, Video};
+use semgen_data::{
+    Background, Colour, Direction, Motion, ScenePrompt, Shape, ShapesPrompt, Size, Video,
+};
 use serde::{Deserialize, Serialize};
 
 /// Why a clip cannot be evaluated.
@@ -265,21 +267,7 @@ impl MotionConfusion {
     /// Counts every object of every segment of `report`, which must be the oracle's report on
     /// `prompt` (the same segments, the same objects in order).
     pub fn add(&mut self, prompt: &ShapesPrompt, report: &ClipReport) -> Result<(), EvalError> {
-        let shape = |counts: Vec<usize>| {
-            counts
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join("+")
-        };
-        let ours: Vec<usize> = report.segments.iter().map(|s| s.objects.len()).collect();
-        let theirs: Vec<usize> = prompt.segments.iter().map(|s| s.objects.len()).collect();
-        if ours != theirs {
-            return Err(EvalError::ReportMismatch {
-                report: shape(ours),
-                prompt: shape(theirs),
-            });
-        }
+        check_layout(prompt, report)?;
         for (scene, segment) in prompt.segments.iter().zip(&report.segments) {
             let prompted: Vec<MotionClass> = scene
                 .objects
@@ -356,6 +344,111 @@ impl MotionConfusion {
         out.push('\n');
         out
     }
+}
+
+/// Prompted shape against the shape the oracle matched best, counted per object and segment,
+/// apart for small and large objects.
+///
+/// The shape hit rate alone cannot tell a decoder that rounds every outline into a circle from
+/// one that loses the object; this can. Degrading ground truth shows where the shape check is
+/// lost first: on the small objects (`cargo run --release -p semgen-eval --example degrade`).
+///
+/// ```
+/// use semgen_data::{ShapesWorld, Split, WorldConfig};
+/// use semgen_eval::oracle::ShapeConfusion;
+///
+/// let world = ShapesWorld::new(WorldConfig::default())?;
+/// let mut confusion = ShapeConfusion::default();
+/// for i in 0..4 {
+///     let clip = world.clip(Split::Test, i)?;
+///     let report = semgen_eval::evaluate(&clip.video, &clip.prompt())?;
+///     confusion.add(&clip.prompt(), &report)?;
+/// }
+/// assert_eq!(confusion.accuracy(None), Some(1.0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShapeConfusion {
+    /// `counts[size][prompted][measured]`: sizes in [`Size::ALL`] order, rows in [`Shape::ALL`]
+    /// order, columns the same six shapes and then "not found" (no blob in any frame).
+    pub counts: [[[usize; 7]; 6]; 2],
+}
+
+impl ShapeConfusion {
+    /// Counts every object of every segment of `report`, which must be the oracle's report on
+    /// `prompt` (the same segments, the same objects in order).
+    pub fn add(&mut self, prompt: &ShapesPrompt, report: &ClipReport) -> Result<(), EvalError> {
+        check_layout(prompt, report)?;
+        for (scene, segment) in prompt.segments.iter().zip(&report.segments) {
+            for (object, measured) in scene.objects.iter().zip(&segment.objects) {
+                let size = Size::ALL.iter().position(|&s| s == object.size);
+                let row = Shape::ALL.iter().position(|&s| s == object.shape);
+                let column = measured
+                    .best_shape
+                    .and_then(|b| Shape::ALL.iter().position(|&s| s == b))
+                    .unwrap_or(6);
+                if let (Some(size), Some(row)) = (size, row) {
+                    self.counts[size][row][column] += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The fraction of counted objects (of one size, or all) whose prompted shape matched best:
+    /// the oracle's shape hit rate over them. `None` before any such object.
+    pub fn accuracy(&self, size: Option<Size>) -> Option<f64> {
+        let (mut right, mut total) = (0, 0);
+        for (k, table) in self.counts.iter().enumerate() {
+            if size.is_some_and(|s| Size::ALL[k] != s) {
+                continue;
+            }
+            for (row, counts) in table.iter().enumerate() {
+                right += counts[row];
+                total += counts.iter().sum::<usize>();
+            }
+        }
+        (total > 0).then(|| right as f64 / total as f64)
+    }
+
+    /// The table in Markdown (both sizes added), rows prompted, columns measured.
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("| prompted \\ measured |");
+        for shape in Shape::ALL {
+            out.push_str(&format!(" {shape} |"));
+        }
+        out.push_str(" not found |\n|---|");
+        out.push_str(&"---|".repeat(7));
+        for (row, shape) in Shape::ALL.iter().enumerate() {
+            out.push_str(&format!("\n| {shape} |"));
+            for column in 0..7 {
+                let n: usize = self.counts.iter().map(|t| t[row][column]).sum();
+                out.push_str(&format!(" {n} |"));
+            }
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// The error for a report whose segments or objects are not the prompt's.
+fn check_layout(prompt: &ShapesPrompt, report: &ClipReport) -> Result<(), EvalError> {
+    let layout = |counts: Vec<usize>| {
+        counts
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let ours: Vec<usize> = report.segments.iter().map(|s| s.objects.len()).collect();
+    let theirs: Vec<usize> = prompt.segments.iter().map(|s| s.objects.len()).collect();
+    if ours != theirs {
+        return Err(EvalError::ReportMismatch {
+            report: layout(ours),
+            prompt: layout(theirs),
+        });
+    }
+    Ok(())
 }
 
 /// Evaluates `video` against `prompt` with the spec's thresholds.

@@ -1,9 +1,10 @@
-//! The oracle accepts ground truth and rejects wrong colours and directions.
+//! The oracle accepts ground truth and rejects wrong colours and directions; its confusion
+//! tables count what it measured.
 
 use semgen_data::{
-    Clip, Colour, Direction, Motion, ShapesPrompt, ShapesWorld, Speed, Split, WorldConfig,
+    Clip, Colour, Direction, Motion, ShapesPrompt, ShapesWorld, Size, Speed, Split, WorldConfig,
 };
-use semgen_eval::{evaluate, EvalError, HitRates, MotionClass, MotionConfusion};
+use semgen_eval::{evaluate, EvalError, HitRates, MotionClass, MotionConfusion, ShapeConfusion};
 
 /// Clips per split: enough for a 0.98 rate to mean something, few enough to stay fast.
 const CLIPS: u64 = 120;
@@ -232,6 +233,98 @@ fn motion_confusion_counts_lost_blobs_and_refuses_another_prompts_report() {
         lost,
         confusion.counts.iter().map(|row| row[5]).sum::<usize>()
     );
+}
+
+#[test]
+fn shape_confusion_is_diagonal_on_ground_truth_and_counts_blurred_and_blank_clips() {
+    let clips = clips(Split::Test);
+    let mut right = ShapeConfusion::default();
+    let mut blurred = ShapeConfusion::default();
+    let mut blank = ShapeConfusion::default();
+    for c in &clips {
+        let prompt = c.prompt();
+        right
+            .add(&prompt, &evaluate(&c.video, &prompt).unwrap())
+            .unwrap();
+        blurred
+            .add(&prompt, &evaluate(&box_blur(&c.video), &prompt).unwrap())
+            .unwrap();
+        let (t, h, w) = (c.video.frames(), c.video.height(), c.video.width());
+        let black = semgen_data::Video::new(t, h, w, vec![0; t * h * w * 3]).unwrap();
+        blank
+            .add(&prompt, &evaluate(&black, &prompt).unwrap())
+            .unwrap();
+    }
+    let objects: usize = clips
+        .iter()
+        .map(|c| c.prompt().segments[0].objects.len())
+        .sum();
+    let total = |c: &ShapeConfusion| c.counts.iter().flatten().flatten().sum::<usize>();
+    assert_eq!(total(&right), objects);
+    for table in &right.counts {
+        for (row, counts) in table.iter().enumerate() {
+            for (col, &n) in counts.iter().enumerate() {
+                assert!(row == col || n == 0, "off the diagonal: {right:?}");
+            }
+        }
+    }
+    assert_eq!(right.accuracy(None), Some(1.0));
+    assert_eq!(right.accuracy(Some(Size::Small)), Some(1.0));
+    // A 5×5 box blur rounds the small objects' outlines first.
+    let small = blurred.accuracy(Some(Size::Small)).unwrap();
+    let large = blurred.accuracy(Some(Size::Large)).unwrap();
+    assert!(
+        small < 0.8 && small < large,
+        "small {small:.3}, large {large:.3}"
+    );
+    // On black frames no object is found: every one lands in the last column, a miss.
+    assert_eq!(total(&blank), objects);
+    let not_found: usize = blank.counts.iter().flatten().map(|row| row[6]).sum();
+    assert_eq!(not_found, objects);
+    assert_eq!(blank.accuracy(None), Some(0.0));
+    let table = right.markdown();
+    assert_eq!(table.lines().count(), 8, "{table}");
+    assert!(table.contains("| not found |"), "{table}");
+    // A report of a prompt with another object count is refused, not miscounted.
+    let (one, two) = (
+        clips
+            .iter()
+            .find(|c| c.prompt().segments[0].objects.len() == 1)
+            .unwrap(),
+        clips
+            .iter()
+            .find(|c| c.prompt().segments[0].objects.len() == 2)
+            .unwrap(),
+    );
+    let report = evaluate(&one.video, &one.prompt()).unwrap();
+    let err = right.add(&two.prompt(), &report).unwrap_err();
+    assert!(matches!(err, EvalError::ReportMismatch { .. }), "{err}");
+    assert_eq!(total(&right), objects);
+}
+
+/// Each frame's 5×5 box mean (edges clamped): a blur of about σ = 1.4 px.
+fn box_blur(video: &semgen_data::Video) -> semgen_data::Video {
+    let (t, h, w) = (video.frames(), video.height(), video.width());
+    let src = video.as_bytes();
+    let mut out = vec![0u8; src.len()];
+    for k in 0..t {
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    let mut sum = 0u32;
+                    for dy in -2isize..=2 {
+                        for dx in -2isize..=2 {
+                            let yy = (y as isize + dy).clamp(0, h as isize - 1) as usize;
+                            let xx = (x as isize + dx).clamp(0, w as isize - 1) as usize;
+                            sum += src[((k * h + yy) * w + xx) * 3 + c] as u32;
+                        }
+                    }
+                    out[((k * h + y) * w + x) * 3 + c] = ((sum + 12) / 25) as u8;
+                }
+            }
+        }
+    }
+    semgen_data::Video::new(t, h, w, out).unwrap()
 }
 
 #[test]

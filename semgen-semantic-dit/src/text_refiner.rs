@@ -23,6 +23,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use semgen_core::attention::sdpa;
 use semgen_core::layers::{gelu_tanh, timestep_embedding, AffineLayerNorm, AffineLayerNormConfig};
+use semgen_core::train::grouped_cross_entropy_sum;
 use semgen_core::wan_dit::zero_linear;
 use semgen_core::ConfigError;
 
@@ -218,16 +219,7 @@ impl<B: Backend> TextRefiner<B> {
                 [b, l, k]
             )));
         }
-        let mut total = Tensor::<B, 1>::zeros([1], &logits.device());
-        let mut offset = 0;
-        for &classes in groups {
-            let block = logits.clone().slice([0..b, 0..l, offset..offset + classes]);
-            let want = targets
-                .clone()
-                .slice([0..b, 0..l, offset..offset + classes]);
-            total = total - (burn::tensor::activation::log_softmax(block, 2) * want).sum();
-            offset += classes;
-        }
+        let total = grouped_cross_entropy_sum(logits, targets.clone(), groups);
         // Each labelled token has one 1 per group.
         let labelled = (targets.sum() / groups.len().max(1) as f64).clamp_min(1.0);
         Ok(total / labelled)

@@ -13,13 +13,13 @@ use anyhow::{Context, Result};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use semgen_core::device::DeviceSpec;
-use semgen_data::{ShapesWorld, Split, WorldConfig};
+use semgen_data::{ShapesWorld, Size, Split, WorldConfig};
 use semgen_encoder::probe::{GridDims, SetProbeConfig};
-use semgen_eval::oracle::{ClipReport, HitRates, MotionConfusion};
+use semgen_eval::oracle::{ClipReport, HitRates, MotionConfusion, ShapeConfusion};
 use semgen_pipeline::backend::{dispatch, dispatch_autodiff, AutodiffTask, BackendTask};
 use semgen_pipeline::model::SemgenModel;
 use semgen_pipeline::pipeline::GenerateRequest;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvalArgs {
@@ -114,6 +114,7 @@ impl BackendTask for Eval {
         let mut rates = Vec::new();
         let mut drifts = Vec::new();
         let mut confusion = MotionConfusion::default();
+        let mut shape_confusion = ShapeConfusion::default();
         let mut lines = String::new();
         let end = a
             .first
@@ -143,6 +144,7 @@ impl BackendTask for Eval {
             }
             let report = semgen_eval::evaluate(&video, &prompt)?;
             confusion.add(&prompt, &report)?;
+            shape_confusion.add(&prompt, &report)?;
             rates.push(report.hits);
             if let Some(d) = report.drift {
                 drifts.push(d);
@@ -173,12 +175,18 @@ impl BackendTask for Eval {
             "still_agreement": confusion.still_agreement(),
             "motion_binding_own_other": confusion.binding_rates(),
             "motion_confusion": confusion,
+            "shape_hits_small_large": [
+                shape_confusion.accuracy(Some(Size::Small)),
+                shape_confusion.accuracy(Some(Size::Large))
+            ],
+            "shape_confusion": shape_confusion,
             "seconds": start.elapsed().as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
         eprintln!(
-            "motion, prompted (rows) against measured (columns):\n{}",
-            confusion.markdown()
+            "motion, prompted (rows) against measured (columns):\n{}\nshape, prompted (rows) against best matched (columns):\n{}",
+            confusion.markdown(),
+            shape_confusion.markdown()
         );
         if let Some(out) = &a.out {
             lines.push_str(&summary.to_string());
@@ -370,6 +378,19 @@ pub struct SemanticProbeArgs {
     /// Also write the figures (JSON) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The grid the probes read: stage 1's space (`semantic`, `z_sem`), or the VAE's
+    /// normalised latents of the same clips (`vae`: real clips and the set probe only, no
+    /// generated or story columns). This asks whether the latent holds an attribute that the
+    /// decoder fails to draw.
+    #[arg(long, value_enum, default_value = "semantic")]
+    pub space: ProbeSpace,
+}
+
+/// Which grid `probe-semantic` reads.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeSpace {
+    Semantic,
+    Vae,
 }
 
 struct SemanticProbe(SemanticProbeArgs);
@@ -426,7 +447,10 @@ impl AutodiffTask for SemanticProbe {
                     .collect::<Result<Vec<_>, _>>()?;
                 let videos: Vec<_> = clips.iter().map(|c| c.video.clone()).collect();
                 let x = semgen_data::videos_to_tensor(&videos, &device)?;
-                let z = model.encode_clip(x)?;
+                let z = match a.space {
+                    ProbeSpace::Semantic => model.encode_clip(x)?,
+                    ProbeSpace::Vae => model.vae.normalize(model.vae.encode(x)?),
+                };
                 let [_, d, t, h, w] = z.dims();
                 dims = Some(GridDims { d, t, h, w });
                 let (g, t) = grid_rows(z);
@@ -439,8 +463,9 @@ impl AutodiffTask for SemanticProbe {
         let (fit_x, fit_tokens, fit_y, dims) = real(Split::Train, a.fit)?;
         let dims = dims.context("--fit 0: no training clips to fit the probes on")?;
         let (val_x, val_tokens, val_y, _) = real(Split::Val, a.val)?;
+        let semantic = a.space == ProbeSpace::Semantic;
         let (mut gen_x, mut gen_tokens) = (Vec::new(), Vec::new());
-        for i in 0..a.val {
+        for i in (0..a.val).filter(|_| semantic) {
             let clip = world.clip(Split::Val, i as u64)?;
             let mut req =
                 GenerateRequest::defaults(&model, vec![clip.caption()], a.seed + i as u64);
@@ -464,22 +489,29 @@ impl AutodiffTask for SemanticProbe {
             "objects_per_clip": a.objects,
             "fit_clips": a.fit,
             "val_clips": a.val,
-            "features": format!("the whole z_sem grid, {k} values per clip"),
+            "features": format!(
+                "the whole {} grid, {k} values per clip",
+                if semantic { "z_sem" } else { "normalised VAE latent" }
+            ),
             "set_probe": format!("semgen_encoder::probe, {set_config:?}"),
         });
         let mut set_probes = Vec::new();
         for (idx, (name, classes)) in ATTRIBUTES.iter().enumerate() {
             let ty: Vec<usize> = fit_y.iter().map(|l| l[idx]).collect();
             let vy: Vec<usize> = val_y.iter().map(|l| l[idx]).collect();
-            let on_real = linear_probe_accuracy(&fx, &ty, &vx, &vy, k, *classes, 1.0);
-            let on_generated = linear_probe_accuracy(&fx, &ty, &gx, &vy, k, *classes, 1.0);
-            report[format!("probe_{name}")] =
-                serde_json::json!({"real": on_real, "generated": on_generated});
             let probe = set_config.fit::<AB>(dims, &fx, &ty, *classes, &device)?;
-            report[format!("set_probe_{name}")] = serde_json::json!({
-                "real": probe.accuracy(&vx, &vy)?,
-                "generated": probe.accuracy(&gx, &vy)?,
-            });
+            let mut set = serde_json::json!({ "real": probe.accuracy(&vx, &vy)? });
+            // The flattened ridge probe solves a (k + 1)² system: cheap on z_sem's 384 values,
+            // minutes on the VAE latent's 2560, where (as on z_sem) it cannot read an object
+            // that moves between cells anyway. The VAE space has the set probe only.
+            if semantic {
+                report[format!("probe_{name}")] = serde_json::json!({
+                    "real": linear_probe_accuracy(&fx, &ty, &vx, &vy, k, *classes, 1.0),
+                    "generated": linear_probe_accuracy(&fx, &ty, &gx, &vy, k, *classes, 1.0),
+                });
+                set["generated"] = serde_json::json!(probe.accuracy(&gx, &vy)?);
+            }
+            report[format!("set_probe_{name}")] = set;
             set_probes.push(probe);
         }
         // Stories: segment k of a 16·S + 1 frame story spans semantic frames 2k..2k+2, the
@@ -488,7 +520,7 @@ impl AutodiffTask for SemanticProbe {
         // The same spans of the real story's `z_sem` (encoder → MLP over the whole story):
         // what a generator of this space can be judged against.
         let mut real_seg_x = Vec::new();
-        if a.stories > 0 && a.segments > 1 {
+        if semantic && a.stories > 0 && a.segments > 1 {
             for i in 0..a.stories {
                 let story = world.story(Split::Val, i as u64, a.segments)?;
                 let prompt = story.prompt();
@@ -546,10 +578,12 @@ impl AutodiffTask for SemanticProbe {
             }
             report["stories"] = stories;
         }
-        let fd = semgen_eval::metrics::frechet_distance(&gen_tokens, &val_tokens)?;
-        let floor = semgen_eval::metrics::frechet_distance(&fit_tokens, &val_tokens)?;
-        report["frechet_tokens_generated_vs_real"] = serde_json::json!(fd);
-        report["frechet_tokens_real_vs_real"] = serde_json::json!(floor);
+        if semantic {
+            let fd = semgen_eval::metrics::frechet_distance(&gen_tokens, &val_tokens)?;
+            let floor = semgen_eval::metrics::frechet_distance(&fit_tokens, &val_tokens)?;
+            report["frechet_tokens_generated_vs_real"] = serde_json::json!(fd);
+            report["frechet_tokens_real_vs_real"] = serde_json::json!(floor);
+        }
         report["seconds"] = serde_json::json!(start.elapsed().as_secs_f64());
         let text = serde_json::to_string_pretty(&report)?;
         println!("{text}");
@@ -567,7 +601,8 @@ pub fn run_semantic_probe(args: SemanticProbeArgs) -> Result<()> {
 
 /// `xtask motion REPORTS.jsonl…`: the motion confusion of per-clip reports that `xtask eval --out`
 /// wrote (each line's `caption` and `segments`; the summary line is skipped), so that reports
-/// written before the confusion was part of the summary can be read again.
+/// written before the confusion was part of the summary can be read again. `xtask shapes` reads
+/// the same files for the shape confusion.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MotionArgs {
     /// Per-clip report files (JSON lines).
@@ -575,35 +610,54 @@ pub struct MotionArgs {
     pub reports: Vec<PathBuf>,
 }
 
+/// The prompt and oracle report of each clip line of a file that `xtask eval --out` wrote.
+fn read_reports(path: &Path) -> Result<Vec<(semgen_data::ShapesPrompt, ClipReport)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut clips = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
+        let Some(caption) = value.get("caption").and_then(|c| c.as_str()) else {
+            continue; // the summary line
+        };
+        let prompt = semgen_data::ShapesPrompt::parse(caption)
+            .with_context(|| format!("{}:{}: caption", path.display(), n + 1))?;
+        let report: ClipReport = serde_json::from_value(value)
+            .with_context(|| format!("{}:{}: not an oracle report", path.display(), n + 1))?;
+        clips.push((prompt, report));
+    }
+    Ok(clips)
+}
+
+/// Writes one file's table; a reader that stopped early (`xtask motion … | head`) ends the
+/// output, not the command (`Ok(false)`).
+fn write_or_stop(out: &mut impl std::io::Write, text: &str) -> Result<bool> {
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        other => other.map(|_| true).map_err(Into::into),
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.2}", v))
+}
+
 pub fn motion(a: MotionArgs) -> Result<()> {
-    use std::io::Write;
     let mut out = std::io::stdout().lock();
     for path in &a.reports {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let clips = read_reports(path)?;
         let mut confusion = MotionConfusion::default();
-        let mut clips = 0;
-        for (n, line) in text.lines().enumerate() {
-            let value: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not JSON", path.display(), n + 1))?;
-            let Some(caption) = value.get("caption").and_then(|c| c.as_str()) else {
-                continue; // the summary line
-            };
-            let prompt = semgen_data::ShapesPrompt::parse(caption)
-                .with_context(|| format!("{}:{}: caption", path.display(), n + 1))?;
-            let report: ClipReport = serde_json::from_value(value)
-                .with_context(|| format!("{}:{}: not an oracle report", path.display(), n + 1))?;
+        for (n, (prompt, report)) in clips.iter().enumerate() {
             confusion
-                .add(&prompt, &report)
-                .with_context(|| format!("{}:{}", path.display(), n + 1))?;
-            clips += 1;
+                .add(prompt, report)
+                .with_context(|| format!("{}: clip line {}", path.display(), n + 1))?;
         }
-        let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", v));
         let binding = confusion.binding_rates();
-        let written = writeln!(
-            out,
-            "{}: {clips} clips, direction agreement {}, still agreement {}, objects doing their own / another object's prompted motion {} / {} (of {})\n{}",
+        let text = format!(
+            "{}: {} clips, direction agreement {}, still agreement {}, objects doing their own / another object's prompted motion {} / {} (of {})\n{}",
             path.display(),
+            clips.len(),
             pct(confusion.direction_agreement()),
             pct(confusion.still_agreement()),
             pct(binding.map(|r| r.0)),
@@ -611,11 +665,37 @@ pub fn motion(a: MotionArgs) -> Result<()> {
             confusion.binding.iter().sum::<usize>(),
             confusion.markdown()
         );
-        match written {
-            // A reader that stopped early (`xtask motion … | head`) ends the output, not the
-            // command.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            other => other?,
+        if !write_or_stop(&mut out, &text)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// `xtask shapes REPORTS.jsonl…`: the shape confusion (prompted shape against the shape the
+/// oracle matched best) of per-clip reports from `xtask eval --out`, with the shape hit rate of
+/// small and large objects.
+pub fn shapes(a: MotionArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for path in &a.reports {
+        let clips = read_reports(path)?;
+        let mut confusion = ShapeConfusion::default();
+        for (n, (prompt, report)) in clips.iter().enumerate() {
+            confusion
+                .add(prompt, report)
+                .with_context(|| format!("{}: clip line {}", path.display(), n + 1))?;
+        }
+        let text = format!(
+            "{}: {} clips, shape hit rate {} (small objects {}, large {})\n{}",
+            path.display(),
+            clips.len(),
+            pct(confusion.accuracy(None)),
+            pct(confusion.accuracy(Some(Size::Small))),
+            pct(confusion.accuracy(Some(Size::Large))),
+            confusion.markdown()
+        );
+        if !write_or_stop(&mut out, &text)? {
+            return Ok(());
         }
     }
     Ok(())

@@ -6,7 +6,10 @@
 //!   GIFs, PNG frames, captions and a contact sheet;
 //! - `train encoder [...]`: Shapes pretraining of the semantic encoder;
 //! - `probe-encoder [--encoder FILE] [--objects 1]`: its linear probes on one-object clips;
-//! - `probe-semantic [--checkpoint DIR]`: probes fitted on real z_sem applied to stage 1's;
+//! - `probe-semantic [--checkpoint DIR] [--space semantic|vae]`: probes fitted on real z_sem
+//!   applied to stage 1's (or, `--space vae`, on the VAE's latents of real clips);
+//! - `eval`, `motion FILE…`, `shapes FILE…`: oracle hit rates of generated clips, and the
+//!   motion and shape confusions of their per-clip reports;
 //! - `probe-text [--checkpoint DIR]`: whether word features name their own object (binding);
 //! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips;
 //! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages;
@@ -53,6 +56,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Prompted against measured motion (direction confusion) of per-clip reports from `eval --out`.
     Motion(eval::MotionArgs),
+    /// Prompted against best-matched shape (shape confusion, small and large objects apart) of per-clip reports from `eval --out`.
+    Shapes(eval::MotionArgs),
     /// Reconstruction PSNR of a VAE checkpoint on Shapes validation clips.
     EvalVae(eval::VaeEvalArgs),
     /// Linear probes of a trained semantic encoder on one-object (or training-like) clips.
@@ -92,6 +97,7 @@ fn main() {
         Command::Data(args) => data::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Motion(args) => eval::motion(args),
+        Command::Shapes(args) => eval::shapes(args),
         Command::EvalVae(args) => eval::run_vae(args),
         Command::Experiment(args) => experiment::run(args),
         Command::ProbeEncoder(args) => encoder::probe(args),
