@@ -10,7 +10,8 @@
 //! clips `xtask eval-vae` reads).
 
 use semgen_data::{Clip, ShapesWorld, Size, Split, Video, WorldConfig};
-use semgen_eval::evaluate;
+use semgen_eval::metrics::psnr;
+use semgen_eval::{evaluate, HitRates, ShapeConfusion};
 
 /// One frame `[H, W, 3]` as f64 planes, filtered by `f`, rounded back to bytes.
 fn per_frame(video: &Video, f: impl Fn(&[f64], usize, usize) -> Vec<f64>) -> Video {
@@ -92,17 +93,6 @@ fn down_up(plane: &[f64], h: usize, w: usize, factor: usize) -> Vec<f64> {
     out
 }
 
-fn psnr(a: &Video, b: &Video) -> f64 {
-    let mse = a
-        .as_bytes()
-        .iter()
-        .zip(b.as_bytes())
-        .map(|(&p, &q)| (p as f64 - q as f64).powi(2))
-        .sum::<f64>()
-        / a.as_bytes().len() as f64;
-    10.0 * (255.0f64.powi(2) / mse.max(1e-10)).log10()
-}
-
 type Degradation = (String, Box<dyn Fn(&Video) -> Video>);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -140,48 +130,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| degradation | PSNR (dB) | colour | motion | shape | shape, small objects | shape, large objects | background |");
     println!("|---|---|---|---|---|---|---|---|");
     for (name, degrade) in &degradations {
-        let (mut db, mut hits) = (0.0, [0.0f64; 4]);
-        let (mut objects, mut small, mut large) = (0usize, [0usize; 2], [0usize; 2]);
+        let (mut db, mut segments, mut shapes) = (0.0, Vec::new(), ShapeConfusion::default());
         for clip in &clips {
             let out = degrade(&clip.video);
-            db += psnr(&clip.video, &out);
+            db += psnr(&clip.video, &out)?;
             let prompt = clip.prompt();
             let report = evaluate(&out, &prompt)?;
-            hits[3] += f64::from(u8::from(report.segments[0].background));
-            for (o, p) in report.segments[0]
-                .objects
-                .iter()
-                .zip(&prompt.segments[0].objects)
-            {
-                objects += 1;
-                hits[0] += f64::from(u8::from(o.colour));
-                hits[1] += f64::from(u8::from(o.motion));
-                hits[2] += f64::from(u8::from(o.shape));
-                let bucket = if p.size == Size::Small {
-                    &mut small
-                } else {
-                    &mut large
-                };
-                bucket[0] += 1;
-                bucket[1] += usize::from(o.shape);
-            }
+            shapes.add(&prompt, &report)?;
+            segments.extend(report.segments);
         }
-        let n = clips.len() as f64;
-        let rate = |b: [usize; 2]| b[1] as f64 / b[0].max(1) as f64;
-        let db = db / n;
+        // Objects weigh equally over all clips (one segment per clip).
+        let hits = HitRates::of(&segments);
+        let db = db / clips.len() as f64;
         let db = if db > 100.0 {
             "∞".to_string()
         } else {
             format!("{db:.2}")
         };
+        let by_size = |size| shapes.accuracy(Some(size)).unwrap_or(0.0);
         println!(
             "| {name} | {db} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            hits[0] / objects as f64,
-            hits[1] / objects as f64,
-            hits[2] / objects as f64,
-            rate(small),
-            rate(large),
-            hits[3] / n
+            hits.colour,
+            hits.motion,
+            hits.shape,
+            by_size(Size::Small),
+            by_size(Size::Large),
+            hits.background
         );
     }
     Ok(())

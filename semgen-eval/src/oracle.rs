@@ -381,15 +381,9 @@ impl ShapeConfusion {
         check_layout(prompt, report)?;
         for (scene, segment) in prompt.segments.iter().zip(&report.segments) {
             for (object, measured) in scene.objects.iter().zip(&segment.objects) {
-                let size = Size::ALL.iter().position(|&s| s == object.size);
-                let row = Shape::ALL.iter().position(|&s| s == object.shape);
-                let column = measured
-                    .best_shape
-                    .and_then(|b| Shape::ALL.iter().position(|&s| s == b))
-                    .unwrap_or(6);
-                if let (Some(size), Some(row)) = (size, row) {
-                    self.counts[size][row][column] += 1;
-                }
+                // Vocabulary enums are declared in their `ALL` order.
+                let column = measured.best_shape.map_or(6, |b| b as usize);
+                self.counts[object.size as usize][object.shape as usize][column] += 1;
             }
         }
         Ok(())

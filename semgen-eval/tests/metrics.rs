@@ -6,7 +6,7 @@ use semgen_data::{ShapesWorld, Split, Video, WorldConfig};
 use semgen_eval::metrics::{
     background_consistency, clip_feature, consistency, drift_over, drift_part_frames, drift_ranges,
     extract_features, frechet_distance, frechet_video_distance, imaging_quality,
-    imaging_quality_frames, mean_absolute_difference, motion_smoothness, sub_video,
+    imaging_quality_frames, mean_absolute_difference, motion_smoothness, psnr, sub_video,
     subject_consistency, temporal_flickering, video_drift, ColourHistogram, DownsampledPixels,
     FeatureStats, FrameFeatures, Interpolator, MetricError, MetricSuite,
 };
@@ -652,6 +652,16 @@ fn bad_inputs_are_errors_not_panics() {
         })
     ));
     assert_eq!(mean_absolute_difference(&two, &two).unwrap(), 0.0);
+    assert!(matches!(
+        psnr(&one, &two),
+        Err(MetricError::SizeMismatch { .. })
+    ));
+    // Every byte 10 off: MSE 100, 10 · log10(255² / 100) dB.
+    let lighter = synth(2, 4, 4, |_, _, _, _| 10);
+    let want = 10.0 * (255.0f64 * 255.0 / 100.0).log10();
+    let darker = synth(2, 4, 4, |_, _, _, _| 0);
+    assert!((psnr(&darker, &lighter).unwrap() - want).abs() < 1e-9);
+    assert!(psnr(&two, &two).unwrap() > 100.0);
     // Bad parameters.
     assert!(matches!(
         motion_smoothness(

@@ -302,15 +302,7 @@ impl BackendTask for VaeEval {
             let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
             let recon = vae.decode(vae.encode(x)?)?;
             let out = &semgen_data::tensor_to_videos(recon)?[0];
-            let mse = clip
-                .video
-                .as_bytes()
-                .iter()
-                .zip(out.as_bytes())
-                .map(|(&p, &q)| (p as f64 - q as f64).powi(2))
-                .sum::<f64>()
-                / out.as_bytes().len() as f64;
-            psnrs.push(10.0 * (255.0f64.powi(2) / mse.max(1e-10)).log10());
+            psnrs.push(semgen_eval::metrics::psnr(&clip.video, out)?);
             if i < 4 {
                 sheet.push(clip.video.clone());
                 sheet.push(out.clone());

@@ -35,7 +35,7 @@ pub use features::{
 };
 pub use frechet::{clip_feature, frechet_distance, frechet_video_distance, FeatureStats};
 pub use pixels::{
-    imaging_quality, imaging_quality_frames, mean_absolute_difference, motion_smoothness,
+    imaging_quality, imaging_quality_frames, mean_absolute_difference, motion_smoothness, psnr,
     temporal_flickering, Interpolator,
 };
 pub use report::{DriftReport, MetricReport, MetricSuite};

@@ -29,6 +29,26 @@ pub fn mean_absolute_difference(a: &Video, b: &Video) -> Result<f64> {
     Ok(mae(a.as_bytes(), b.as_bytes()))
 }
 
+/// Peak signal-to-noise ratio of `b` against `a` (same size), in dB on the u8 scale:
+/// `10 · log10(255² / MSE)` over all frames, pixels and channels. Identical clips give a finite
+/// 148 dB (the MSE is floored at 1e-10).
+pub fn psnr(a: &Video, b: &Video) -> Result<f64> {
+    if dims(a) != dims(b) {
+        return Err(MetricError::SizeMismatch {
+            a: dims(a),
+            b: dims(b),
+        });
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&p, &q)| (p as f64 - q as f64).powi(2))
+        .sum::<f64>()
+        / a.len().max(1) as f64;
+    Ok(10.0 * (255.0f64.powi(2) / mse.max(1e-10)).log10())
+}
+
 /// VBench temporal flickering (spec §4.3):
 /// `(255 − mean_t MAE(frame_t, frame_{t+1})) / 255`, MAE over all pixels and channels on the u8
 /// scale. 1 for a static clip. Needs 2 frames.
