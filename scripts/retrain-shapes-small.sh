@@ -28,8 +28,13 @@
 # refiner trained by its attribute loss, rounds on fresh clips and stories
 # (configs/shapes-small/v5); needs the v3 and v4 steps' run folders.
 #
+# v6 (shipped since session 30, checkpoints/shapes-small): v5 with its VAE decoder fine-tuned on
+# single frames and then re-fitted to video (configs/shapes-small/v6/01-02; decoder only, so the
+# latents and stages 1 and 2 stay v5's); needs v5 in checkpoints/shapes-small. v5 is v6 with
+# checkpoints/shapes-small-v5/vae.safetensors.
+#
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval | v4 | v4-eval | v5 | v5-eval)
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval | v4 | v4-eval | v5 | v5-eval | v6 | v6-eval)
 # The decoder step starts from checkpoints/shapes-small-v1/vae.safetensors, so run it once per
 # assembly; the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from
 # the decoder step's VAE installed in checkpoints/shapes-small-v1.
@@ -199,5 +204,17 @@ if step v5; then
 fi
 if step v5-eval; then
   tables checkpoints/shapes-small docs/results/v5 runs/v5
+fi
+if step v6; then
+  # Two decoder-only phases from v5's VAE (still frames, then 9-frame clips), installed in place
+  # of v5's vae.safetensors (same encoder, latents and statistics).
+  mkdir -p runs/v6
+  for n in 01-vae-decoder-p6-image 02-vae-decoder-p6-video; do
+    $x train vae --config configs/shapes-small/v6/$n.toml --out runs/v6/$n > runs/v6/$n.log 2>&1
+  done
+  cp runs/v6/02-vae-decoder-p6-video/vae.safetensors checkpoints/shapes-small/vae.safetensors
+fi
+if step v6-eval; then
+  tables checkpoints/shapes-small docs/results/v6 runs/v6
 fi
 echo "retrained from $first"

@@ -19,7 +19,8 @@
 
 use semgen_data::shapes::coverage;
 use semgen_data::{
-    Background, Colour, Direction, Motion, ScenePrompt, Shape, ShapesPrompt, Size, Video,
+    Background, Colour, Direction, Motion, ObjectPrompt, ScenePrompt, Shape, ShapesPrompt, Size,
+    Video,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,8 @@ pub enum EvalError {
     NoObjects { segment: usize },
     #[error("{frames} frames cannot be split into {segments} segments of equal length (need 1 + {segments}·S frames)")]
     SegmentMismatch { frames: usize, segments: usize },
+    #[error("frame {t} does not exist: the video has {frames} frames")]
+    NoFrame { t: usize, frames: usize },
     #[error("the report does not belong to the prompt: {report} segments/objects in the report, {prompt} in the prompt")]
     ReportMismatch { report: String, prompt: String },
 }
@@ -381,12 +384,18 @@ impl ShapeConfusion {
         check_layout(prompt, report)?;
         for (scene, segment) in prompt.segments.iter().zip(&report.segments) {
             for (object, measured) in scene.objects.iter().zip(&segment.objects) {
-                // Vocabulary enums are declared in their `ALL` order.
-                let column = measured.best_shape.map_or(6, |b| b as usize);
-                self.counts[object.size as usize][object.shape as usize][column] += 1;
+                self.add_object(object, measured.best_shape);
             }
         }
         Ok(())
+    }
+
+    /// Counts one object: prompted as `object`, matched best by `measured` (`None`: not found),
+    /// e.g. one of [`Oracle::frame_shapes`]' answers.
+    pub fn add_object(&mut self, object: &ObjectPrompt, measured: Option<Shape>) {
+        // Vocabulary enums are declared in their `ALL` order.
+        let column = measured.map_or(6, |b| b as usize);
+        self.counts[object.size as usize][object.shape as usize][column] += 1;
     }
 
     /// The fraction of counted objects (of one size, or all) whose prompted shape matched best:
@@ -536,25 +545,14 @@ impl Oracle {
     ) -> SegmentReport {
         let (h, w) = (video.height(), video.width());
         let frames: Vec<&[u8]> = (start..=end).filter_map(|t| video.frame(t)).collect();
-        // Colours competing for each pixel: the prompt's objects and background.
-        let mut palette: Vec<[u8; 3]> = scene.objects.iter().map(|o| o.colour.rgb()).collect();
-        palette.push(scene.background.rgb());
 
         let mut outside = vec![[0usize; 256]; 3];
         let mut objects = Vec::with_capacity(scene.objects.len());
         let mut blobs_per_frame: Vec<Vec<bool>> = vec![vec![false; h * w]; frames.len()];
         for (i, object) in scene.objects.iter().enumerate() {
-            // The k-th object of a colour takes the k-th largest blob of that colour.
-            let rank = scene.objects[..i]
-                .iter()
-                .filter(|o| o.colour == object.colour)
-                .count();
-            let r = object.size.radius(h);
-            let expected = shape_area(object.shape) * r * r;
             let blobs: Vec<Option<Blob>> = frames
                 .iter()
-                .map(|f| self.blob(f, h, w, object.colour, &palette, rank))
-                .map(|b| b.filter(|b| b.area as f64 >= self.config.min_area_fraction * expected))
+                .map(|f| self.object_blob(f, h, w, scene, i))
                 .collect();
             for (mask, blob) in blobs_per_frame.iter_mut().zip(&blobs) {
                 for &p in blob.iter().flat_map(|b| &b.pixels) {
@@ -588,6 +586,51 @@ impl Oracle {
             background: nearest == Some(scene.background),
             sharpness,
         }
+    }
+
+    /// The shape the oracle sees for each of `scene`'s objects in frame `t` of `video` alone:
+    /// the object's blob, found as [`Self::evaluate`] finds it, matched against the six
+    /// templates; `None` where no blob is large enough. A still image has no motion to check, so
+    /// this is how single frames are scored (`xtask eval-vae --image`).
+    pub fn frame_shapes(
+        &self,
+        video: &Video,
+        t: usize,
+        scene: &ScenePrompt,
+    ) -> Result<Vec<Option<Shape>>, EvalError> {
+        let frames = video.frames();
+        let frame = video.frame(t).ok_or(EvalError::NoFrame { t, frames })?;
+        let (h, w) = (video.height(), video.width());
+        Ok((0..scene.objects.len())
+            .map(|i| {
+                self.object_blob(frame, h, w, scene, i)
+                    .map(|blob| best_shape(&[&blob], h, w))
+            })
+            .collect())
+    }
+
+    /// Object `i`'s blob in one frame: the k-th largest blob of its colour for the k-th object
+    /// of that colour, kept only if it covers `min_area_fraction` of the prompted shape's area.
+    fn object_blob(
+        &self,
+        frame: &[u8],
+        h: usize,
+        w: usize,
+        scene: &ScenePrompt,
+        i: usize,
+    ) -> Option<Blob> {
+        let object = &scene.objects[i];
+        // Colours competing for each pixel: the prompt's objects and background.
+        let mut palette: Vec<[u8; 3]> = scene.objects.iter().map(|o| o.colour.rgb()).collect();
+        palette.push(scene.background.rgb());
+        let rank = scene.objects[..i]
+            .iter()
+            .filter(|o| o.colour == object.colour)
+            .count();
+        let r = object.size.radius(h);
+        let expected = shape_area(object.shape) * r * r;
+        self.blob(frame, h, w, object.colour, &palette, rank)
+            .filter(|b| b.area as f64 >= self.config.min_area_fraction * expected)
     }
 
     fn object(
@@ -625,16 +668,8 @@ impl Oracle {
             (_, None) => false,
         };
 
-        let mut iou = [0.0f64; 6];
-        for (_, blob) in &found {
-            for (k, &candidate) in Shape::ALL.iter().enumerate() {
-                iou[k] += shape_iou(blob, candidate, h, w);
-            }
-        }
-        let best_shape = (!found.is_empty()).then(|| {
-            let best = (0..6).fold(0, |b, k| if iou[k] > iou[b] { k } else { b });
-            Shape::ALL[best]
-        });
+        let found_blobs: Vec<&Blob> = found.iter().map(|&(_, b)| b).collect();
+        let best_shape = (!found.is_empty()).then(|| best_shape(&found_blobs, h, w));
         ObjectReport {
             colour,
             motion: motion_hit,
@@ -720,6 +755,18 @@ pub fn shape_area(shape: Shape) -> f64 {
         Shape::Ring => PI * (1.0 - 0.55 * 0.55),
         Shape::Cross => 1.44,
     }
+}
+
+/// The shape whose template has the highest IoU with the blobs, summed over them (the first of
+/// [`Shape::ALL`] on a tie).
+fn best_shape(blobs: &[&Blob], h: usize, w: usize) -> Shape {
+    let mut iou = [0.0f64; 6];
+    for blob in blobs {
+        for (k, &candidate) in Shape::ALL.iter().enumerate() {
+            iou[k] += shape_iou(blob, candidate, h, w);
+        }
+    }
+    Shape::ALL[(0..6).fold(0, |b, k| if iou[k] > iou[b] { k } else { b })]
 }
 
 /// IoU between a blob and `shape` rasterised (coverage >= 1/2) at its centroid with its area.

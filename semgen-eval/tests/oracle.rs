@@ -4,7 +4,10 @@
 use semgen_data::{
     Clip, Colour, Direction, Motion, ShapesPrompt, ShapesWorld, Size, Speed, Split, WorldConfig,
 };
-use semgen_eval::{evaluate, EvalError, HitRates, MotionClass, MotionConfusion, ShapeConfusion};
+use semgen_eval::{
+    evaluate, EvalError, HitRates, MotionClass, MotionConfusion, Oracle, OracleConfig,
+    ShapeConfusion,
+};
 
 /// Clips per split: enough for a 0.98 rate to mean something, few enough to stay fast.
 const CLIPS: u64 = 120;
@@ -300,6 +303,42 @@ fn shape_confusion_is_diagonal_on_ground_truth_and_counts_blurred_and_blank_clip
     let err = right.add(&two.prompt(), &report).unwrap_err();
     assert!(matches!(err, EvalError::ReportMismatch { .. }), "{err}");
     assert_eq!(total(&right), objects);
+}
+
+#[test]
+fn frame_shapes_read_single_frames() {
+    let oracle = Oracle::new(OracleConfig::default());
+    let clips = clips(Split::Val);
+    let (mut right, mut blurred) = (ShapeConfusion::default(), ShapeConfusion::default());
+    for c in &clips {
+        let scene = &c.prompt().segments[0];
+        let last = c.video.frames() - 1;
+        for (video, table) in [(&c.video, &mut right), (&box_blur(&c.video), &mut blurred)] {
+            let shapes = oracle.frame_shapes(video, last, scene).unwrap();
+            assert_eq!(shapes.len(), scene.objects.len());
+            for (object, measured) in scene.objects.iter().zip(shapes) {
+                table.add_object(object, measured);
+            }
+        }
+    }
+    // One frame of ground truth: right unless one object hides the other in that frame.
+    let exact = right.accuracy(None).unwrap();
+    assert!(exact > 0.97, "ground truth, last frames: {exact:.3}");
+    let small = blurred.accuracy(Some(Size::Small)).unwrap();
+    let large = blurred.accuracy(Some(Size::Large)).unwrap();
+    assert!(
+        small < 0.8 && small < large,
+        "small {small:.3}, large {large:.3}"
+    );
+    // A black frame shows nothing; a frame past the end is an error, not a panic.
+    let c = &clips[0];
+    let scene = &c.prompt().segments[0];
+    let (t, h, w) = (c.video.frames(), c.video.height(), c.video.width());
+    let black = semgen_data::Video::new(t, h, w, vec![0; t * h * w * 3]).unwrap();
+    let none = oracle.frame_shapes(&black, 0, scene).unwrap();
+    assert!(none.iter().all(Option::is_none), "{none:?}");
+    let err = oracle.frame_shapes(&c.video, t, scene).unwrap_err();
+    assert_eq!(err, EvalError::NoFrame { t, frames: t });
 }
 
 /// Each frame's 5×5 box mean (edges clamped): a blur of about σ = 1.4 px.

@@ -296,3 +296,43 @@ fn decoder_only_runs_keep_the_stored_latent_statistics() {
     assert_eq!(joint.model.config.latents_mean, vec![0.0; 4]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// v6's two decoder phases (`configs/shapes-small/v6`, docs/vae.md "Session 30") chain from
+/// v5's VAE, train only the decoder on the posterior mean (so v5's latents, and stages 1 and 2
+/// with them, stay valid), and draw clips from world seeds no earlier phase used.
+#[test]
+fn the_v6_decoder_steps_chain_from_v5s_vae_and_keep_its_encoder() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/shapes-small/v6");
+    let step = |name: &str| VaeTrainConfig::load(&dir.join(format!("{name}.toml"))).unwrap();
+    let (image, video) = (
+        step("01-vae-decoder-p6-image"),
+        step("02-vae-decoder-p6-video"),
+    );
+    assert_eq!(
+        image.model.init_from.as_deref(),
+        Some(Path::new("checkpoints/shapes-small/vae.safetensors"))
+    );
+    // Step 2 starts from step 1's run folder as scripts/retrain-shapes-small.sh names it.
+    assert_eq!(
+        video.model.init_from.as_deref(),
+        Some(Path::new("runs/v6/01-vae-decoder-p6-image/vae.safetensors"))
+    );
+    let script = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/retrain-shapes-small.sh"),
+    )
+    .unwrap();
+    assert!(script.contains("--out runs/v6/$n"), "{script}");
+    for (c, still, stop) in [(&image, true, 3000), (&video, false, 800)] {
+        assert_eq!(c.model.preset, "shapes-small");
+        assert!(c.model.z_dim.is_none() && !c.model.inflate);
+        assert!(c.train.decoder_only && !c.train.sample_posterior);
+        assert_eq!(c.train.kl_weight, 0.0);
+        assert_eq!(c.train.object_weight, 20.0);
+        assert_eq!(c.data.still_frames, still);
+        assert_eq!(c.train.stop_at, Some(stop));
+        assert!(c.train.stop_at.unwrap() <= c.train.steps);
+        assert_eq!((c.data.height, c.data.width, c.data.crop), (64, 64, None));
+    }
+    // Phases 1–3 drew world seed 0, phase 4 seed 1, phase 5 seed 2.
+    assert_eq!((image.data.seed, video.data.seed), (3, 4));
+}

@@ -15,7 +15,9 @@ use burn::tensor::backend::AutodiffBackend;
 use semgen_core::device::DeviceSpec;
 use semgen_data::{ShapesWorld, Size, Split, WorldConfig};
 use semgen_encoder::probe::{GridDims, SetProbeConfig};
-use semgen_eval::oracle::{ClipReport, HitRates, MotionConfusion, ShapeConfusion};
+use semgen_eval::oracle::{
+    ClipReport, HitRates, MotionConfusion, Oracle, OracleConfig, ShapeConfusion,
+};
 use semgen_pipeline::backend::{dispatch, dispatch_autodiff, AutodiffTask, BackendTask};
 use semgen_pipeline::model::SemgenModel;
 use semgen_pipeline::pipeline::GenerateRequest;
@@ -294,6 +296,10 @@ impl BackendTask for VaeEval {
         })?;
         let mut psnrs = Vec::new();
         let mut sheet = Vec::new();
+        // What the oracle sees in the reconstructions: the whole clip's hit rates, or (`--image`,
+        // no motion to judge) each object's shape in the one frame.
+        let oracle = Oracle::new(OracleConfig::default());
+        let (mut shapes, mut hits) = (ShapeConfusion::default(), Vec::new());
         for i in 0..a.count {
             let mut clip = world.clip(Split::Val, i)?;
             if a.image {
@@ -303,6 +309,21 @@ impl BackendTask for VaeEval {
             let recon = vae.decode(vae.encode(x)?)?;
             let out = &semgen_data::tensor_to_videos(recon)?[0];
             psnrs.push(semgen_eval::metrics::psnr(&clip.video, out)?);
+            let prompt = clip.prompt();
+            if a.image {
+                let scene = &prompt.segments[0];
+                for (object, seen) in scene
+                    .objects
+                    .iter()
+                    .zip(oracle.frame_shapes(out, 0, scene)?)
+                {
+                    shapes.add_object(object, seen);
+                }
+            } else {
+                let report = oracle.evaluate(out, &prompt)?;
+                shapes.add(&prompt, &report)?;
+                hits.push(report.hits);
+            }
             if i < 4 {
                 sheet.push(clip.video.clone());
                 sheet.push(out.clone());
@@ -314,10 +335,16 @@ impl BackendTask for VaeEval {
         }
         let mean = psnrs.iter().sum::<f64>() / psnrs.len().max(1) as f64;
         let min = psnrs.iter().cloned().fold(f64::INFINITY, f64::min);
-        println!(
-            "{}",
-            serde_json::json!({"checkpoint": a.checkpoint, "clips": a.count, "psnr_mean_db": mean, "psnr_min_db": min})
-        );
+        let mut summary = serde_json::json!({
+            "checkpoint": a.checkpoint, "clips": a.count, "psnr_mean_db": mean, "psnr_min_db": min,
+            "shape_hits": shapes.accuracy(None),
+            "shape_hits_small_large": [shapes.accuracy(Some(Size::Small)), shapes.accuracy(Some(Size::Large))],
+            "shape_confusion": shapes.counts,
+        });
+        if !hits.is_empty() {
+            summary["oracle_hits"] = serde_json::to_value(HitRates::mean(&hits))?;
+        }
+        println!("{summary}");
         Ok(())
     }
 }

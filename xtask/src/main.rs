@@ -11,6 +11,8 @@
 //! - `eval`, `motion FILE…`, `shapes FILE…`: oracle hit rates of generated clips, and the
 //!   motion and shape confusions of their per-clip reports;
 //! - `probe-text [--checkpoint DIR]`: whether word features name their own object (binding);
+//! - `probe-vae [--checkpoint DIR] [--window W]`: whether an object's shape is in the VAE latent
+//!   cells around it, against what the cells' mean colours say;
 //! - `train vae --config FILE.toml [...]`: train the Wan VAE on Shapes clips;
 //! - `train refiner|semantic --config FILE.toml --out DIR`: the two diffusion stages;
 //! - `bench vae-memory [--frames 17,65,257] [--size 128]`: peak memory of streaming decode;
@@ -30,6 +32,7 @@ mod parity;
 mod stages;
 mod text_probe;
 mod vae;
+mod vae_probe;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -58,7 +61,8 @@ enum Command {
     Motion(eval::MotionArgs),
     /// Prompted against best-matched shape (shape confusion, small and large objects apart) of per-clip reports from `eval --out`.
     Shapes(eval::MotionArgs),
-    /// Reconstruction PSNR of a VAE checkpoint on Shapes validation clips.
+    /// Reconstruction PSNR of a VAE checkpoint on Shapes validation clips, and what the oracle
+    /// sees in the reconstructions (hit rates; shapes per object with `--image`).
     EvalVae(eval::VaeEvalArgs),
     /// Linear probes of a trained semantic encoder on one-object (or training-like) clips.
     ProbeEncoder(encoder::ProbeArgs),
@@ -67,6 +71,9 @@ enum Command {
     /// Whether the prompt's word features name their own object's attributes (binding), from the
     /// text encoder and stage 1's text refiner.
     ProbeText(text_probe::TextProbeArgs),
+    /// Whether an object's shape is in the VAE latent cells around it (first frames, ridge and
+    /// MLP readers, against the cells' mean colours).
+    ProbeVae(vae_probe::VaeProbeArgs),
     /// Reproduce one of the paper's claims at Shapes scale (docs/results.md).
     Experiment(experiment::ExperimentArgs),
     /// Train a component.
@@ -103,6 +110,7 @@ fn main() {
         Command::ProbeEncoder(args) => encoder::probe(args),
         Command::ProbeSemantic(args) => eval::run_semantic_probe(args),
         Command::ProbeText(args) => text_probe::run(args),
+        Command::ProbeVae(args) => vae_probe::run(args),
         Command::Train { component } => match component {
             TrainCommand::Encoder(args) => encoder::train(args),
             TrainCommand::Vae(args) => vae::train(args),
