@@ -33,8 +33,13 @@
 # latents and stages 1 and 2 stay v5's); needs v5 in checkpoints/shapes-small. v5 is v6 with
 # checkpoints/shapes-small-v5/vae.safetensors.
 #
+# v7 (shipped since session 31, checkpoints/shapes-small): v6 with its VAE decoder trained one more
+# round the same way, single frames and then video, each schedule run to its end
+# (configs/shapes-small/v7/01-02; decoder only); needs v6 in checkpoints/shapes-small. v6 is v7
+# with checkpoints/shapes-small-v6/vae.safetensors.
+#
 # Each step logs to runs/<name>.log. See docs/training.md and docs/vae.md.
-#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval | v4 | v4-eval | v5 | v5-eval | v6 | v6-eval)
+#   scripts/retrain-shapes-small.sh [FIRST_STEP]   (vae-image | vae | refiner | semantic | assemble | decoder | objects | decoder-objects | eval | baseline | v2 | v2-eval | v3 | v3-eval | v4 | v4-eval | v5 | v5-eval | v6 | v6-eval | v7 | v7-eval)
 # The decoder step starts from checkpoints/shapes-small-v1/vae.safetensors, so run it once per
 # assembly; the objects step starts from runs/refiner and runs/vae-decoder; decoder-objects from
 # the decoder step's VAE installed in checkpoints/shapes-small-v1.
@@ -216,5 +221,17 @@ if step v6; then
 fi
 if step v6-eval; then
   tables checkpoints/shapes-small docs/results/v6 runs/v6
+fi
+if step v7; then
+  # v6's two decoder-only phases once more from v6's VAE, installed in place of its
+  # vae.safetensors (same encoder, latents and statistics).
+  mkdir -p runs/v7
+  for n in 01-vae-decoder-p7-image 02-vae-decoder-p7-video; do
+    $x train vae --config configs/shapes-small/v7/$n.toml --out runs/v7/$n > runs/v7/$n.log 2>&1
+  done
+  cp runs/v7/02-vae-decoder-p7-video/vae.safetensors checkpoints/shapes-small/vae.safetensors
+fi
+if step v7-eval; then
+  tables checkpoints/shapes-small docs/results/v7 runs/v7
 fi
 echo "retrained from $first"

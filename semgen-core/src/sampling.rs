@@ -332,6 +332,116 @@ pub fn apply_cfg<B: Backend, const D: usize>(
     uncond.clone() + (cond - uncond) * guidance
 }
 
+/// When along the schedule classifier-free guidance applies, and how its result is rescaled. The
+/// default (every step, no rescale) is plain CFG.
+///
+/// - **Interval** (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval improves
+///   sample and distribution quality in diffusion models"): guidance only while
+///   `sigma_min ≤ σ ≤ sigma_max`; elsewhere the conditional prediction alone, which also skips the
+///   unconditional forward passes of those steps. Strong guidance at low noise, where detail is
+///   drawn, pushes samples off the data (semgen measured it on stage 2's latents: session 31 in
+///   docs/results.md).
+/// - **Rescale** (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+///   flawed", §3.4; diffusers' `guidance_rescale`): the guided prediction is scaled per sample to
+///   the conditional prediction's standard deviation, then mixed `φ·rescaled + (1 − φ)·guided`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuidanceSchedule {
+    /// Lowest σ at which guidance applies (0 = down to the end).
+    pub sigma_min: f64,
+    /// Highest σ at which guidance applies (1 = from the start).
+    pub sigma_max: f64,
+    /// The rescale mix `φ` in `[0, 1]` (0 = off).
+    pub rescale: f64,
+}
+
+impl Default for GuidanceSchedule {
+    fn default() -> Self {
+        Self {
+            sigma_min: 0.0,
+            sigma_max: 1.0,
+            rescale: 0.0,
+        }
+    }
+}
+
+impl GuidanceSchedule {
+    /// Plain CFG (what a settings file without a schedule means).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `0 ≤ sigma_min ≤ sigma_max ≤ 1` and `0 ≤ rescale ≤ 1`, all finite.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let Self {
+            sigma_min,
+            sigma_max,
+            rescale,
+        } = *self;
+        if !(sigma_min.is_finite() && sigma_max.is_finite() && rescale.is_finite()) {
+            return Err(ConfigError::invalid(format!(
+                "guidance schedule values must be finite, got {self:?}"
+            )));
+        }
+        if !(0.0 <= sigma_min && sigma_min <= sigma_max && sigma_max <= 1.0) {
+            return Err(ConfigError::invalid(format!(
+                "the guidance interval must satisfy 0 <= sigma_min <= sigma_max <= 1, got [{sigma_min}, {sigma_max}]"
+            )));
+        }
+        if !(0.0..=1.0).contains(&rescale) {
+            return Err(ConfigError::invalid(format!(
+                "the guidance rescale must lie in [0, 1], got {rescale}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parses a σ interval written `LO,HI` (a command-line flag) and sets it, keeping the rescale;
+    /// the result is validated.
+    pub fn with_interval_str(mut self, text: &str) -> Result<Self, ConfigError> {
+        let bad = || {
+            ConfigError::invalid(format!(
+                "a guidance interval is written LO,HI with 0 <= LO <= HI <= 1, got '{text}'"
+            ))
+        };
+        let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
+        self.sigma_min = lo.trim().parse().map_err(|_| bad())?;
+        self.sigma_max = hi.trim().parse().map_err(|_| bad())?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Whether guidance applies at noise level `sigma`.
+    pub fn active(&self, sigma: f32) -> bool {
+        let s = sigma as f64;
+        self.sigma_min <= s && s <= self.sigma_max
+    }
+
+    /// `guided` rescaled towards the standard deviation of `cond`, per sample (dimension 0);
+    /// `guided` itself when the rescale is 0.
+    pub fn rescale<B: Backend, const D: usize>(
+        &self,
+        guided: Tensor<B, D>,
+        cond: Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        if self.rescale == 0.0 {
+            return guided;
+        }
+        let b = guided.dims()[0];
+        let per_sample_std = |x: Tensor<B, D>| -> Tensor<B, 2> {
+            let x = x.reshape([b as i32, -1]);
+            let mean = x.clone().mean_dim(1);
+            (x - mean).powi_scalar(2).mean_dim(1).sqrt()
+        };
+        let ratio = per_sample_std(cond) / per_sample_std(guided.clone()).clamp_min(1e-12);
+        let mut shape = [1usize; D];
+        shape[0] = b;
+        let ratio: Tensor<B, D> = ratio.reshape(shape);
+        let rescaled = guided.clone() * ratio;
+        rescaled * self.rescale + guided * (1.0 - self.rescale)
+    }
+}
+
 /// What the loop tells the callback before each step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepInfo {
@@ -387,6 +497,72 @@ mod tests {
     use super::*;
     use burn::backend::NdArray;
     type TB = NdArray;
+
+    #[test]
+    fn guidance_schedule_interval_and_validation() {
+        let plain = GuidanceSchedule::default();
+        assert!(plain.is_default());
+        assert!(plain.active(1.0) && plain.active(0.0) && plain.active(0.5));
+        let late = plain.with_interval_str("0.3, 1").unwrap();
+        assert_eq!((late.sigma_min, late.sigma_max), (0.3, 1.0));
+        assert!(late.active(0.3) && late.active(0.9) && !late.active(0.29));
+        for bad in ["0.5", "a,1", "0.8,0.2", "-0.1,1", "0,1.5", "nan,1"] {
+            assert!(plain.with_interval_str(bad).is_err(), "{bad}");
+        }
+        for rescale in [-0.1, 1.5, f64::NAN] {
+            let g = GuidanceSchedule { rescale, ..plain };
+            assert!(g.validate().is_err(), "{rescale}");
+        }
+        // Settings files without the field, or with only some keys, read as plain CFG there.
+        let g: GuidanceSchedule = serde_json::from_str(r#"{"sigma_min": 0.2}"#).unwrap();
+        assert_eq!((g.sigma_min, g.sigma_max, g.rescale), (0.2, 1.0, 0.0));
+        assert!(serde_json::from_str::<GuidanceSchedule>(r#"{"sigma": 0.2}"#).is_err());
+    }
+
+    #[test]
+    fn guidance_rescale_matches_the_conditional_spread_per_sample() {
+        let d = Default::default();
+        // Two samples: the guided prediction is 3x / 0.5x the conditional one's spread (+ offsets).
+        let cond =
+            Tensor::<TB, 3>::from_floats([[[1.0, -1.0, 2.0, -2.0]], [[0.5, 0.0, -0.5, 1.0]]], &d);
+        let guided =
+            Tensor::<TB, 3>::from_floats([[[3.0, -3.0, 6.0, -6.0]], [[1.25, 1.0, 0.75, 1.5]]], &d);
+        let std = |x: Tensor<TB, 3>| -> Vec<f32> {
+            let x = x.reshape([2, 4]);
+            let m = x.clone().mean_dim(1);
+            (x - m)
+                .powi_scalar(2)
+                .mean_dim(1)
+                .sqrt()
+                .into_data()
+                .to_vec()
+                .unwrap()
+        };
+        let full = GuidanceSchedule {
+            rescale: 1.0,
+            ..Default::default()
+        };
+        let out = full.rescale(guided.clone(), cond.clone());
+        for (a, b) in std(out.clone()).iter().zip(std(cond.clone())) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // Rescaling scales, it does not recentre: sample 0 becomes cond itself.
+        let o: Vec<f32> = out.narrow(0, 0, 1).into_data().to_vec().unwrap();
+        assert_eq!(o, vec![1.0, -1.0, 2.0, -2.0]);
+        // φ = 0 is the guided prediction itself; φ = 0.5 is halfway.
+        let none = GuidanceSchedule::default().rescale(guided.clone(), cond.clone());
+        assert_eq!(
+            none.into_data().to_vec::<f32>().unwrap(),
+            guided.clone().into_data().to_vec::<f32>().unwrap()
+        );
+        let half = GuidanceSchedule {
+            rescale: 0.5,
+            ..Default::default()
+        }
+        .rescale(guided.clone(), cond);
+        let h: Vec<f32> = half.narrow(0, 0, 1).into_data().to_vec().unwrap();
+        assert_eq!(h, vec![2.0, -2.0, 4.0, -4.0]);
+    }
 
     #[test]
     fn euler_schedule_matches_notes() {

@@ -16,6 +16,7 @@
 
 use burn::prelude::*;
 use semgen_core::checkpoint::{load_checkpoint, parse_safetensors, LoadError};
+use semgen_core::sampling::GuidanceSchedule;
 use semgen_encoder::compressor::{Compressor, CompressorConfig};
 use semgen_encoder::qwen_vision::{QwenVision, QwenVisionConfig};
 use semgen_encoder::text_encoder::TextEncoder;
@@ -87,6 +88,13 @@ pub struct ModelSettings {
     /// it existed read as 1.
     #[serde(default = "one")]
     pub refiner_semantic_guidance: f64,
+    /// Where along each stage's schedule its guidance applies, and its rescale
+    /// ([`semgen_core::sampling::GuidanceSchedule`]); absent = every step, no rescale (what
+    /// files written before session 31 mean).
+    #[serde(default, skip_serializing_if = "GuidanceSchedule::is_default")]
+    pub semantic_guidance_schedule: GuidanceSchedule,
+    #[serde(default, skip_serializing_if = "GuidanceSchedule::is_default")]
+    pub refiner_guidance_schedule: GuidanceSchedule,
     /// The text the refiner reads in a story: the first segment's caption for every token
     /// (`first`, what files written before session 20 mean) or each segment's own caption for
     /// the tokens of its span (`segments`).
@@ -153,6 +161,8 @@ impl ModelSettings {
             refiner_steps: 20,
             refiner_guidance: 4.0,
             refiner_semantic_guidance: 1.0,
+            semantic_guidance_schedule: GuidanceSchedule::default(),
+            refiner_guidance_schedule: GuidanceSchedule::default(),
             refiner_story_text: StoryText::First,
             semantic_noise: 0.0,
             shift: 3.0,
@@ -183,6 +193,15 @@ impl ModelSettings {
     pub fn validate(&self) -> Result<(), String> {
         if self.frame_stride == 0 {
             return Err("frame_stride must be at least 1".into());
+        }
+        for (stage, g) in [
+            (
+                "semantic_guidance_schedule",
+                &self.semantic_guidance_schedule,
+            ),
+            ("refiner_guidance_schedule", &self.refiner_guidance_schedule),
+        ] {
+            g.validate().map_err(|e| format!("{stage}: {e}"))?;
         }
         Ok(())
     }

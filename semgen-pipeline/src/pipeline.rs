@@ -12,7 +12,9 @@
 use crate::model::{ModelError, SemgenModel, StoryText};
 use burn::prelude::*;
 use rand::SeedableRng;
-use semgen_core::sampling::{sample, Control, SamplerConfig, SamplerKind, StepInfo};
+use semgen_core::sampling::{
+    sample, Control, GuidanceSchedule, SamplerConfig, SamplerKind, StepInfo,
+};
 use semgen_data::{tensor_to_videos, Video};
 use semgen_refiner::refiner::{host_normal, RefinerDenoiser, RefinerGuidance};
 use semgen_semantic_dit::{SemanticDenoiser, SemanticText};
@@ -77,6 +79,10 @@ pub struct StageSettings {
     pub steps: usize,
     pub guidance: f64,
     pub shift: f64,
+    /// Where along the schedule the guidance applies, and its rescale (requests saved before
+    /// it existed, and the default, mean every step and none).
+    #[serde(default, skip_serializing_if = "GuidanceSchedule::is_default")]
+    pub schedule: GuidanceSchedule,
 }
 
 /// Everything that decides a generation (saved beside the outputs).
@@ -125,11 +131,13 @@ impl GenerateRequest {
                 steps: s.semantic_steps,
                 guidance: s.semantic_guidance,
                 shift: s.shift,
+                schedule: s.semantic_guidance_schedule,
             },
             refiner: StageSettings {
                 steps: s.refiner_steps,
                 guidance: s.refiner_guidance,
                 shift: s.shift,
+                schedule: s.refiner_guidance_schedule,
             },
             refiner_semantic_guidance: s.refiner_semantic_guidance,
             refiner_story_text: s.refiner_story_text,
@@ -160,6 +168,7 @@ fn sampler(s: &StageSettings) -> Result<SamplerConfig, PipelineError> {
     };
     c.validate()?;
     check_non_negative("guidance", s.guidance)?;
+    s.schedule.validate()?;
     Ok(c)
 }
 
@@ -276,7 +285,8 @@ impl<B: Backend> SemgenModel<B> {
             let [s, l, d] = hidden.dims();
             SemanticText::Segments(hidden.reshape([1, s, l, d]))
         };
-        let den = SemanticDenoiser::new(semantic, grid, text, req.semantic.guidance, &device)?;
+        let den = SemanticDenoiser::new(semantic, grid, text, req.semantic.guidance, &device)?
+            .with_schedule(req.semantic.schedule);
         let d_out = semantic.config.dit.in_channels;
         let mut rng = rand::rngs::StdRng::seed_from_u64(req.seed);
         let noise = host_normal::<B, 5>([1, d_out, grid[0], grid[1], grid[2]], &mut rng, &device);
@@ -335,6 +345,7 @@ impl<B: Backend> SemgenModel<B> {
         let guidance = RefinerGuidance {
             text: req.refiner.guidance,
             semantic: req.refiner_semantic_guidance,
+            schedule: req.refiner.schedule,
         };
         let den = if req.segments.len() > 1 && req.refiner_story_text == StoryText::Segments {
             let hidden = self.encode_text(&req.segments)?;

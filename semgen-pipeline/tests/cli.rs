@@ -91,6 +91,27 @@ fn same_seed_same_files_and_decode_round_trips() {
         serde_json::from_slice(&read(&dir.path().join("n1.gif.json"))).unwrap();
     assert_eq!(sidecar["request"]["semantic_noise"], 0.3);
 
+    // A guidance schedule (both stages): absent from a default request, recorded in each
+    // stage's settings when given, and it changes the clip. With 2 steps the first (σ = 1) is
+    // outside 0..0.7 and runs unguided.
+    assert!(sidecar["request"]["refiner"].get("schedule").is_none());
+    let s = dir.path().join("s.gif");
+    let o = generate_with(
+        &s,
+        "7",
+        &["--guidance-interval", "0,0.7", "--guidance-rescale", "0.5"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(read(&a), read(&s), "the schedule changes the clip");
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&read(&dir.path().join("s.gif.json"))).unwrap();
+    for stage in ["semantic", "refiner"] {
+        let sched = &sidecar["request"][stage]["schedule"];
+        assert_eq!(sched["sigma_min"], 0.0);
+        assert_eq!(sched["sigma_max"], 0.7);
+        assert_eq!(sched["rescale"], 0.5);
+    }
+
     let c = dir.path().join("c.gif");
     let o = generate(&c, "8");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -174,6 +195,15 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
     run(base(&["--frames", "18"], PROMPT), "1 + 4k frames");
     run(base(&["--height", "40"], PROMPT), "multiples of 16");
     run(base(&["--steps", "0"], PROMPT), "at least 1");
+    run(
+        base(&["--guidance-interval", "0.8,0.2"], PROMPT),
+        "guidance interval must satisfy",
+    );
+    run(base(&["--guidance-interval", "half"], PROMPT), "LO,HI");
+    run(
+        base(&["--guidance-rescale", "2"], PROMPT),
+        "rescale must lie in [0, 1]",
+    );
     run(
         base(&["--device", "cuda"], PROMPT),
         "not compiled into this binary",

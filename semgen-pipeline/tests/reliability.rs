@@ -371,6 +371,19 @@ fn configs_and_requests_that_cannot_work_are_refused() {
         &out,
     );
 
+    // A guidance schedule whose interval is reversed (session 31's model.json keys).
+    let m = s.model("schedule");
+    let mut settings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.join("model.json")).unwrap()).unwrap();
+    settings["refiner_guidance_schedule"] = serde_json::json!({"sigma_min": 0.9, "sigma_max": 0.1});
+    std::fs::write(m.join("model.json"), settings.to_string()).unwrap();
+    refused_model(
+        &m,
+        &gif,
+        "not a valid model.json: refiner_guidance_schedule: invalid config: the guidance interval must satisfy",
+        &out,
+    );
+
     // A timestep shift so large that the σ schedule goes flat in f32 (found by the property test
     // of the samplers).
     let m = s.model("shift");

@@ -23,7 +23,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use rand::Rng;
 use semgen_core::flow::{noisy_sample, standard_normal, velocity_target, TimestepSampling};
-use semgen_core::sampling::{apply_cfg, Denoiser};
+use semgen_core::sampling::{apply_cfg, Denoiser, GuidanceSchedule};
 use semgen_core::wan_dit::{TextCondition, TokenLayout, WanDit, WanDitConfig};
 use semgen_core::ConfigError;
 
@@ -354,6 +354,9 @@ pub struct RefinerGuidance {
     pub text: f64,
     /// Semantic guidance `g_s` (1 = none).
     pub semantic: f64,
+    /// Where along the schedule both apply, and their rescale (default: every step, none).
+    #[serde(default)]
+    pub schedule: GuidanceSchedule,
 }
 
 impl Default for RefinerGuidance {
@@ -361,6 +364,7 @@ impl Default for RefinerGuidance {
         Self {
             text: 1.0,
             semantic: 1.0,
+            schedule: GuidanceSchedule::default(),
         }
     }
 }
@@ -467,21 +471,24 @@ impl<'a, B: Backend> RefinerDenoiser<'a, B> {
 }
 
 impl<B: Backend> Denoiser<B, 5> for RefinerDenoiser<'_, B> {
-    fn velocity(&self, x: Tensor<B, 5>, timestep: f32, _sigma: f32) -> Tensor<B, 5> {
+    fn velocity(&self, x: Tensor<B, 5>, timestep: f32, sigma: f32) -> Tensor<B, 5> {
         let b = x.dims()[0];
         let t = Tensor::<B, 1>::full([b], timestep, &x.device());
         let g = self.guidance;
         let cond = self.run(x.clone(), t.clone(), &self.text, true);
-        if g.text == 1.0 && (g.semantic == 1.0 || self.z_sem.is_none()) {
+        if !g.schedule.active(sigma)
+            || (g.text == 1.0 && (g.semantic == 1.0 || self.z_sem.is_none()))
+        {
             return cond;
         }
         let no_text = self.run(x.clone(), t.clone(), &self.null_text, true);
-        let v = apply_cfg(cond, no_text.clone(), g.text);
+        let v = apply_cfg(cond.clone(), no_text.clone(), g.text);
         if g.semantic == 1.0 || self.z_sem.is_none() {
-            return v;
+            return g.schedule.rescale(v, cond);
         }
         let nothing = self.run(x, t, &self.null_text, false);
         // v(∅,∅) + g_s·(v(s,∅) − v(∅,∅)) + g_t·(v(s,t) − v(s,∅))
-        v - no_text.clone() + apply_cfg(no_text, nothing, g.semantic)
+        let v = v - no_text.clone() + apply_cfg(no_text, nothing, g.semantic);
+        g.schedule.rescale(v, cond)
     }
 }

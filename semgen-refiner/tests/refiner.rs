@@ -297,6 +297,7 @@ fn sampling_with_guidance_is_deterministic_and_reduces_to_one_pass() {
     let guided = RefinerGuidance {
         text: 4.0,
         semantic: 2.0,
+        ..Default::default()
     };
     close(run(guided), run(guided));
     // g_t = g_s = 1 is a plain conditional pass.
@@ -308,11 +309,61 @@ fn sampling_with_guidance_is_deterministic_and_reduces_to_one_pass() {
         RefinerGuidance::default(),
     );
     let t = Tensor::<B, 1>::from_floats([500.0], &d);
-    use semgen_core::sampling::Denoiser;
-    close(
-        den.velocity(noise.clone(), 500.0, 0.5),
-        model.forward(noise, t, c, SemanticInput::tokens(z), &layout),
+    use semgen_core::sampling::{Denoiser, GuidanceSchedule};
+    let plain = model.forward(
+        noise.clone(),
+        t,
+        c.clone(),
+        SemanticInput::tokens(z.clone()),
+        &layout,
     );
+    close(den.velocity(noise.clone(), 500.0, 0.5), plain.clone());
+    // Outside its σ interval the guidance is off (the plain conditional pass); inside it, the
+    // same as unscheduled guidance.
+    let scheduled = RefinerGuidance {
+        schedule: GuidanceSchedule {
+            sigma_min: 0.6,
+            ..Default::default()
+        },
+        ..guided
+    };
+    let bind = |g| RefinerDenoiser::new(&model, &layout, c.clone(), Some(z.clone()), g);
+    close(
+        bind(scheduled).velocity(noise.clone(), 500.0, 0.5),
+        plain.clone(),
+    );
+    let inside = bind(scheduled).velocity(noise.clone(), 700.0, 0.7);
+    close(
+        inside.clone(),
+        bind(guided).velocity(noise.clone(), 700.0, 0.7),
+    );
+    let off: f32 = (inside - bind(RefinerGuidance::default()).velocity(noise.clone(), 700.0, 0.7))
+        .abs()
+        .max()
+        .into_scalar();
+    assert!(
+        off > 1e-4,
+        "guidance changes the prediction inside the interval"
+    );
+    // A full rescale brings the guided prediction's spread to the conditional one's.
+    let rescaled = bind(RefinerGuidance {
+        schedule: GuidanceSchedule {
+            rescale: 1.0,
+            ..Default::default()
+        },
+        ..guided
+    })
+    .velocity(noise.clone(), 700.0, 0.7);
+    let cond = bind(RefinerGuidance::default()).velocity(noise, 700.0, 0.7);
+    let spread = |x: Tensor<B, 5>| {
+        let m = x.clone().mean();
+        (x - m.unsqueeze())
+            .powi_scalar(2)
+            .mean()
+            .sqrt()
+            .into_scalar()
+    };
+    assert!((spread(rescaled) - spread(cond)).abs() < 1e-4);
 }
 
 #[test]
@@ -344,6 +395,7 @@ fn story_tokens_read_their_own_segments_caption() {
     let g = RefinerGuidance {
         text: 3.0,
         semantic: 1.0,
+        ..Default::default()
     };
     let story = |a: &Tensor<B, 3>, b: &Tensor<B, 3>| {
         let text = Tensor::stack::<4>(vec![a.clone(), b.clone()], 1);

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use rand::Rng;
 use semgen_core::flow::{noisy_sample, standard_normal, velocity_target, TimestepSampling};
-use semgen_core::sampling::{apply_cfg, Denoiser};
+use semgen_core::sampling::{apply_cfg, Denoiser, GuidanceSchedule};
 use semgen_core::wan_dit::{TextCondition, TokenLayout, WanDit, WanDitConfig};
 use semgen_core::ConfigError;
 
@@ -372,6 +372,7 @@ pub struct SemanticDenoiser<'a, B: Backend> {
     cond: TextCondition<B>,
     uncond: TextCondition<B>,
     guidance: f64,
+    schedule: GuidanceSchedule,
 }
 
 impl<'a, B: Backend> SemanticDenoiser<'a, B> {
@@ -392,20 +393,28 @@ impl<'a, B: Backend> SemanticDenoiser<'a, B> {
             cond,
             uncond,
             guidance,
+            schedule: GuidanceSchedule::default(),
         })
+    }
+
+    /// Applies the guidance only within `schedule`'s σ interval, with its rescale.
+    pub fn with_schedule(mut self, schedule: GuidanceSchedule) -> Self {
+        self.schedule = schedule;
+        self
     }
 }
 
 impl<B: Backend> Denoiser<B, 5> for SemanticDenoiser<'_, B> {
-    fn velocity(&self, x: Tensor<B, 5>, timestep: f32, _sigma: f32) -> Tensor<B, 5> {
+    fn velocity(&self, x: Tensor<B, 5>, timestep: f32, sigma: f32) -> Tensor<B, 5> {
         let t = Tensor::<B, 1>::full([x.dims()[0]], timestep, &x.device());
         let cond = self
             .model
             .forward_with(x.clone(), t.clone(), &self.cond, &self.layout);
-        if self.guidance == 1.0 {
+        if self.guidance == 1.0 || !self.schedule.active(sigma) {
             return cond;
         }
         let uncond = self.model.forward_with(x, t, &self.uncond, &self.layout);
-        apply_cfg(cond, uncond, self.guidance)
+        let v = apply_cfg(cond.clone(), uncond, self.guidance);
+        self.schedule.rescale(v, cond)
     }
 }

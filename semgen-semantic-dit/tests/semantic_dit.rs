@@ -146,6 +146,25 @@ fn guided_sampling_is_deterministic() {
         .unwrap()
     };
     assert_eq!(run().into_data(), run().into_data());
+    // A guidance interval that excludes σ gives the unguided prediction; one that holds it, the
+    // guided one.
+    use semgen_core::sampling::{Denoiser, GuidanceSchedule};
+    let bind = |g: f64| SemanticDenoiser::new(&m, [3, 2, 2], text.clone(), g, &d).unwrap();
+    let late = GuidanceSchedule {
+        sigma_min: 0.6,
+        ..Default::default()
+    };
+    let v =
+        |den: SemanticDenoiser<B>, sigma: f32| den.velocity(noise.clone(), sigma * 1000.0, sigma);
+    assert_eq!(
+        v(bind(3.0).with_schedule(late), 0.5).into_data(),
+        v(bind(1.0), 0.5).into_data()
+    );
+    assert_eq!(
+        v(bind(3.0).with_schedule(late), 0.7).into_data(),
+        v(bind(3.0), 0.7).into_data()
+    );
+    assert_ne!(v(bind(3.0), 0.7).into_data(), v(bind(1.0), 0.7).into_data());
 }
 
 #[test]

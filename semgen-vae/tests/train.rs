@@ -336,3 +336,47 @@ fn the_v6_decoder_steps_chain_from_v5s_vae_and_keep_its_encoder() {
     // Phases 1–3 drew world seed 0, phase 4 seed 1, phase 5 seed 2.
     assert_eq!((image.data.seed, video.data.seed), (3, 4));
 }
+
+#[test]
+fn the_v7_decoder_steps_continue_v6s_and_draw_new_worlds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let load = |v: &str, name: &str| {
+        VaeTrainConfig::load(&root.join(format!("configs/shapes-small/{v}/{name}.toml"))).unwrap()
+    };
+    let (image, video) = (
+        load("v7", "01-vae-decoder-p7-image"),
+        load("v7", "02-vae-decoder-p7-video"),
+    );
+    // Step 1 starts from the installed (v6) VAE, step 2 from step 1's run folder as
+    // scripts/retrain-shapes-small.sh names it.
+    assert_eq!(
+        image.model.init_from.as_deref(),
+        Some(Path::new("checkpoints/shapes-small/vae.safetensors"))
+    );
+    assert_eq!(
+        video.model.init_from.as_deref(),
+        Some(Path::new("runs/v7/01-vae-decoder-p7-image/vae.safetensors"))
+    );
+    let script = std::fs::read_to_string(root.join("scripts/retrain-shapes-small.sh")).unwrap();
+    assert!(script.contains("--out runs/v7/$n"), "{script}");
+    // v6's recipe, step for step, but run to the end of each schedule.
+    let (v6_image, v6_video) = (
+        load("v6", "01-vae-decoder-p6-image"),
+        load("v6", "02-vae-decoder-p6-video"),
+    );
+    for (c, v6) in [(&image, &v6_image), (&video, &v6_video)] {
+        assert_eq!(c.model.preset, "shapes-small");
+        assert!(c.model.z_dim.is_none() && !c.model.inflate);
+        assert!(c.train.decoder_only && !c.train.sample_posterior);
+        assert_eq!(c.train.kl_weight, 0.0);
+        assert_eq!(c.train.object_weight, v6.train.object_weight);
+        assert_eq!(c.train.lr, v6.train.lr);
+        assert_eq!(c.data.still_frames, v6.data.still_frames);
+        assert_eq!(c.data.batch_size, v6.data.batch_size);
+        assert_eq!(c.train.stop_at, None);
+        assert_eq!((c.data.height, c.data.width, c.data.crop), (64, 64, None));
+    }
+    assert_eq!((image.train.steps, video.train.steps), (3000, 600));
+    // Earlier decoder phases drew world seeds 0–4.
+    assert_eq!((image.data.seed, video.data.seed), (31, 32));
+}

@@ -43,7 +43,9 @@ pub struct EvalArgs {
     pub segments: usize,
     /// `generated` (text → stage 1 → stage 2), `real` (z_sem of the real clip → stage 2),
     /// `swapped` (z_sem of the next clip with this clip's caption: how much stage 2 reads
-    /// z_sem) or `vae` (the real clip encoded and decoded by the VAE: the ceiling).
+    /// z_sem) or `vae` (the real clip encoded and decoded by the VAE: the ceiling). With `real`
+    /// each row and the summary also hold `latent_vs_real`: stage 2's latent against the real
+    /// clip's (relative MSE, spread, and detail in space and time; semgen_eval::metrics).
     #[arg(long, default_value = "generated")]
     pub source: String,
     /// Override both stages' sampling steps (`semantic_steps`, `refiner_steps` of model.json).
@@ -60,6 +62,19 @@ pub struct EvalArgs {
     /// Override the refiner's guidance on z_sem (`refiner_semantic_guidance` of model.json).
     #[arg(long)]
     pub semantic_guidance: Option<f64>,
+    /// Override the σ interval of the refiner's guidance, `LO,HI` (`refiner_guidance_schedule`
+    /// of model.json; default every step).
+    #[arg(long, value_name = "LO,HI")]
+    pub refiner_guidance_interval: Option<String>,
+    /// Override the rescale φ of the refiner's guidance (0 = off).
+    #[arg(long, value_name = "PHI")]
+    pub refiner_guidance_rescale: Option<f64>,
+    /// Override the σ interval of stage 1's guidance, `LO,HI` (`semantic_guidance_schedule`).
+    #[arg(long, value_name = "LO,HI")]
+    pub stage1_guidance_interval: Option<String>,
+    /// Override the rescale φ of stage 1's guidance (0 = off).
+    #[arg(long, value_name = "PHI")]
+    pub stage1_guidance_rescale: Option<f64>,
     /// Override stage 1's text guidance (`semantic_guidance` of model.json).
     #[arg(long)]
     pub stage1_guidance: Option<f64>,
@@ -106,6 +121,27 @@ impl BackendTask for Eval {
         if let Some(s) = a.shift {
             model.settings.shift = s;
         }
+        let st = &mut model.settings;
+        for (schedule, interval, rescale) in [
+            (
+                &mut st.refiner_guidance_schedule,
+                &a.refiner_guidance_interval,
+                a.refiner_guidance_rescale,
+            ),
+            (
+                &mut st.semantic_guidance_schedule,
+                &a.stage1_guidance_interval,
+                a.stage1_guidance_rescale,
+            ),
+        ] {
+            if let Some(i) = interval {
+                *schedule = schedule.with_interval_str(i)?;
+            }
+            if let Some(r) = rescale {
+                schedule.rescale = r;
+                schedule.validate()?;
+            }
+        }
         let split = match a.split.as_str() {
             "test" => Split::Test,
             "val" => Split::Val,
@@ -117,13 +153,14 @@ impl BackendTask for Eval {
         let mut drifts = Vec::new();
         let mut confusion = MotionConfusion::default();
         let mut shape_confusion = ShapeConfusion::default();
+        let mut comparisons = Vec::new();
         let mut lines = String::new();
         let end = a
             .first
             .checked_add(a.count)
             .context("--first + --count must fit in 64 bits")?;
         for i in a.first..end {
-            let (clip, video) = sample_test_clip(
+            let (clip, video, latents) = sample_test_clip(
                 &model,
                 &world,
                 split,
@@ -133,6 +170,10 @@ impl BackendTask for Eval {
                 a.steps,
                 a.seed + i,
             )?;
+            let latent = match a.source.as_str() {
+                "real" => Some(latent_vs_real(&model, &clip, &latents)?),
+                _ => None,
+            };
             let prompt = clip.prompt();
             if let Some(dir) = &a.gifs {
                 if i - a.first < 8 {
@@ -151,7 +192,12 @@ impl BackendTask for Eval {
             if let Some(d) = report.drift {
                 drifts.push(d);
             }
-            lines.push_str(&serde_json::json!({"index": i, "caption": clip.caption(), "hits": report.hits, "drift": report.drift, "segments": report.segments}).to_string());
+            comparisons.extend(latent);
+            let mut row = serde_json::json!({"index": i, "caption": clip.caption(), "hits": report.hits, "drift": report.drift, "segments": report.segments});
+            if let Some(l) = latent {
+                row["latent_vs_real"] = serde_json::to_value(l)?;
+            }
+            lines.push_str(&row.to_string());
             lines.push('\n');
         }
         let mean = HitRates::mean(&rates);
@@ -167,6 +213,8 @@ impl BackendTask for Eval {
             "refiner_guidance": model.settings.refiner_guidance,
             "refiner_semantic_guidance": model.settings.refiner_semantic_guidance,
             "stage1_guidance": model.settings.semantic_guidance,
+            "refiner_guidance_schedule": model.settings.refiner_guidance_schedule,
+            "stage1_guidance_schedule": model.settings.semantic_guidance_schedule,
             "semantic_noise": model.settings.semantic_noise,
             "refiner_story_text": model.settings.refiner_story_text,
             "steps": a.steps.unwrap_or(model.settings.refiner_steps),
@@ -182,6 +230,7 @@ impl BackendTask for Eval {
                 shape_confusion.accuracy(Some(Size::Large))
             ],
             "shape_confusion": shape_confusion,
+            "latent_vs_real": semgen_eval::metrics::mean_comparison(&comparisons),
             "seconds": start.elapsed().as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -201,8 +250,8 @@ impl BackendTask for Eval {
 
 /// Clip `i` of `split` (a story of `segments` when > 1) and the clip the model makes for it:
 /// `generated` (text → stage 1 → stage 2), `real` (the real clip's `z_sem` → stage 2) or `vae`
-/// (the real clip through the VAE alone, the ceiling of the other two); `steps` overrides both
-/// stages' sampling steps.
+/// (the real clip through the VAE alone, the ceiling of the other two), with the normalised
+/// latents it was decoded from; `steps` overrides both stages' sampling steps.
 pub(crate) fn sample_test_clip<B: Backend>(
     model: &SemgenModel<B>,
     world: &ShapesWorld,
@@ -212,7 +261,7 @@ pub(crate) fn sample_test_clip<B: Backend>(
     source: &str,
     steps: Option<usize>,
     seed: u64,
-) -> Result<(semgen_data::Clip, semgen_data::Video)> {
+) -> Result<(semgen_data::Clip, semgen_data::Video, Tensor<B, 5>)> {
     let device = model.vae.quant_conv.weight.device();
     let clip = if segments > 1 {
         world.story(split, i, segments)?
@@ -248,8 +297,43 @@ pub(crate) fn sample_test_clip<B: Backend>(
             anyhow::bail!("--source must be 'generated', 'real', 'swapped' or 'vae', not '{other}'")
         }
     };
-    let video = model.decode(latents)?;
-    Ok((clip, video))
+    let video = model.decode(latents.clone())?;
+    Ok((clip, video, latents))
+}
+
+/// Stage 2's latent for `clip` against the VAE's encoding of the clip itself (both normalised),
+/// with the object cells of stage 2's loss weighting: how far stage 2 lands from the latent whose
+/// plan it was shown (`--source real`).
+fn latent_vs_real<B: Backend>(
+    model: &SemgenModel<B>,
+    clip: &semgen_data::Clip,
+    latents: &Tensor<B, 5>,
+) -> Result<semgen_eval::metrics::LatentComparison> {
+    let device = latents.device();
+    let x = semgen_data::videos_to_tensor(&[clip.video.clone()], &device)?;
+    let real = model.vae.normalize(model.vae.encode(x)?);
+    let [_, c, t, h, w] = real.dims();
+    let host = |z: Tensor<B, 5>| -> Result<Vec<f32>> {
+        z.into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("latent to host: {e:?}"))
+    };
+    // The cells an object's box touches in some frame of the cell (stage 2 trains on them
+    // ×object_weight).
+    let weights = semgen_pipeline::train::latent_object_weights::<B>(
+        std::slice::from_ref(&clip.plan),
+        2.0,
+        clip.video.height() / h,
+        &device,
+    );
+    let cells: Vec<bool> = host(weights)?.into_iter().map(|v| v > 1.5).collect();
+    Ok(semgen_eval::metrics::compare_latents(
+        &host(latents.clone())?,
+        &host(real)?,
+        [c, t, h, w],
+        Some(&cells),
+    )?)
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {

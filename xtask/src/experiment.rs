@@ -739,6 +739,7 @@ impl<B: AutodiffBackend> Ctx<B> {
                     Some(self.preset.sample_steps),
                     i,
                 )
+                .map(|(clip, video, _)| (clip, video))
             })
             .collect()
     }

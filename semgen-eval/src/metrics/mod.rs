@@ -11,6 +11,9 @@
 //! | Fréchet distance | [`frechet_distance`], [`frechet_video_distance`] | I3D (FVD) | any [`FrameFeatures`], clip feature = mean frame feature |
 //! | ΔM_drift | [`drift_over`], [`video_drift`] | — | exact definition, parts of ⌈15 %·T⌉ frames |
 //!
+//! Beside them, [`compare_latents`] measures a generated latent against the real clip's (stage
+//! 2's error before decoding: total, spread, and detail in space and time).
+//!
 //! Every score is in `[0, 1]` (VBench reports the same numbers × 100 as percentages); all of
 //! them are 1 for a perfect clip except imaging quality (0 for a flat frame, 1 for a one-pixel
 //! black/white checkerboard) and the Fréchet distance (0 for identical statistics).
@@ -22,6 +25,7 @@
 mod drift;
 mod features;
 mod frechet;
+mod latents;
 mod pixels;
 mod report;
 
@@ -34,6 +38,7 @@ pub use features::{
     DownsampledPixels, FrameFeatures,
 };
 pub use frechet::{clip_feature, frechet_distance, frechet_video_distance, FeatureStats};
+pub use latents::{compare_latents, mean_comparison, LatentComparison};
 pub use pixels::{
     imaging_quality, imaging_quality_frames, mean_absolute_difference, motion_smoothness, psnr,
     temporal_flickering, Interpolator,

@@ -73,6 +73,14 @@ struct GenerateArgs {
     /// Text guidance of each stage.
     #[arg(long)]
     guidance: Option<f64>,
+    /// Apply both stages' guidance only while the noise level σ is in LO,HI (e.g. `0.3,1`);
+    /// default: the model's (model.json), every step unless it says otherwise.
+    #[arg(long, value_name = "LO,HI")]
+    guidance_interval: Option<String>,
+    /// Rescale both stages' guided prediction towards the conditional one's spread (φ in [0, 1];
+    /// 0 = off). Default: the model's.
+    #[arg(long, value_name = "PHI")]
+    guidance_rescale: Option<f64>,
     /// The refiner's guidance on the semantic plan (g_s; 1 = none).
     #[arg(long)]
     semantic_guidance: Option<f64>,
@@ -260,6 +268,14 @@ impl BackendTask for Generate {
         }
         if let Some(g) = a.semantic_guidance {
             req.refiner_semantic_guidance = g;
+        }
+        for stage in [&mut req.semantic, &mut req.refiner] {
+            if let Some(i) = &a.guidance_interval {
+                stage.schedule = stage.schedule.with_interval_str(i)?;
+            }
+            if let Some(r) = a.guidance_rescale {
+                stage.schedule.rescale = r;
+            }
         }
         if let Some(n) = a.semantic_noise {
             req.semantic_noise = n;
