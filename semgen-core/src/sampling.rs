@@ -411,6 +411,23 @@ impl GuidanceSchedule {
         Ok(self)
     }
 
+    /// This schedule with the command-line overrides that are given: a σ interval written
+    /// `LO,HI` ([`Self::with_interval_str`]) and a rescale `φ`; the result is validated.
+    pub fn with_overrides(
+        mut self,
+        interval: Option<&str>,
+        rescale: Option<f64>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(i) = interval {
+            self = self.with_interval_str(i)?;
+        }
+        if let Some(r) = rescale {
+            self.rescale = r;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Whether guidance applies at noise level `sigma`.
     pub fn active(&self, sigma: f32) -> bool {
         let s = sigma as f64;
@@ -512,7 +529,20 @@ mod tests {
         for rescale in [-0.1, 1.5, f64::NAN] {
             let g = GuidanceSchedule { rescale, ..plain };
             assert!(g.validate().is_err(), "{rescale}");
+            assert!(
+                plain.with_overrides(None, Some(rescale)).is_err(),
+                "{rescale}"
+            );
         }
+        // Overrides: none keeps the schedule, each given one replaces its part.
+        assert_eq!(plain.with_overrides(None, None).unwrap(), plain);
+        let both = late.with_overrides(Some("0,0.7"), Some(0.5)).unwrap();
+        assert_eq!(
+            (both.sigma_min, both.sigma_max, both.rescale),
+            (0.0, 0.7, 0.5)
+        );
+        assert_eq!(both.with_overrides(None, Some(0.2)).unwrap().sigma_max, 0.7);
+        assert!(plain.with_overrides(Some("0.8,0.2"), None).is_err());
         // Settings files without the field, or with only some keys, read as plain CFG there.
         let g: GuidanceSchedule = serde_json::from_str(r#"{"sigma_min": 0.2}"#).unwrap();
         assert_eq!((g.sigma_min, g.sigma_max, g.rescale), (0.2, 1.0, 0.0));

@@ -134,13 +134,7 @@ impl BackendTask for Eval {
                 a.stage1_guidance_rescale,
             ),
         ] {
-            if let Some(i) = interval {
-                *schedule = schedule.with_interval_str(i)?;
-            }
-            if let Some(r) = rescale {
-                schedule.rescale = r;
-                schedule.validate()?;
-            }
+            *schedule = schedule.with_overrides(interval.as_deref(), rescale)?;
         }
         let split = match a.split.as_str() {
             "test" => Split::Test,

@@ -103,7 +103,7 @@ pub fn compare_latents(
             "latent comparison: empty latent {dims:?}"
         )));
     }
-    for (what, x) in [("generated", generated), ("real", real)] {
+    for (what, x) in [("generated latent", generated), ("real latent", real)] {
         if x.len() != n {
             return Err(MetricError::DimensionMismatch {
                 what: "latent comparison",
@@ -112,14 +112,7 @@ pub fn compare_latents(
             });
         }
         if let Some(index) = x.iter().position(|v| !v.is_finite()) {
-            return Err(MetricError::NonFinite {
-                what: if what == "real" {
-                    "real latent"
-                } else {
-                    "generated latent"
-                },
-                index,
-            });
+            return Err(MetricError::NonFinite { what, index });
         }
     }
     let cells = dims[1] * dims[2] * dims[3];

@@ -270,12 +270,9 @@ impl BackendTask for Generate {
             req.refiner_semantic_guidance = g;
         }
         for stage in [&mut req.semantic, &mut req.refiner] {
-            if let Some(i) = &a.guidance_interval {
-                stage.schedule = stage.schedule.with_interval_str(i)?;
-            }
-            if let Some(r) = a.guidance_rescale {
-                stage.schedule.rescale = r;
-            }
+            stage.schedule = stage
+                .schedule
+                .with_overrides(a.guidance_interval.as_deref(), a.guidance_rescale)?;
         }
         if let Some(n) = a.semantic_noise {
             req.semantic_noise = n;
